@@ -5,8 +5,6 @@ import (
 	"testing"
 )
 
-
-
 func TestOpenFixtures(t *testing.T) {
 	for _, p := range []string{
 		"vit-p16/open_clip/open_clip_model.safetensors",
