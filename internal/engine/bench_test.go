@@ -1,0 +1,295 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tinyclip-go/tinyclip/internal/config"
+	"github.com/tinyclip-go/tinyclip/internal/tensor"
+)
+
+// archShapes lists the open_clip tensor names and shapes of an architecture,
+// written out independently of the loader (so that a naming mistake in
+// either shows up as a Build error).
+func archShapes(a *config.Arch) map[string][]int {
+	s := map[string][]int{"logit_scale": {}}
+	blocks := func(prefix string, t *config.Transformer) {
+		w := t.Width
+		for i, b := range t.Blocks {
+			p := fmt.Sprintf("%stransformer.resblocks.%d.", prefix, i)
+			if b.Heads > 0 {
+				at := b.Heads * t.HeadDim
+				s[p+"ln_1.weight"], s[p+"ln_1.bias"] = []int{w}, []int{w}
+				s[p+"attn.in_proj_weight"], s[p+"attn.in_proj_bias"] = []int{3 * at, w}, []int{3 * at}
+				s[p+"attn.out_proj.weight"], s[p+"attn.out_proj.bias"] = []int{w, at}, []int{w}
+			}
+			s[p+"ln_2.weight"], s[p+"ln_2.bias"] = []int{w}, []int{w}
+			if b.HasMLP {
+				s[p+"mlp.c_fc.weight"], s[p+"mlp.c_fc.bias"] = []int{b.MLP, w}, []int{b.MLP}
+				s[p+"mlp.c_proj.weight"], s[p+"mlp.c_proj.bias"] = []int{w, b.MLP}, []int{w}
+			}
+		}
+	}
+	v := &a.Vision
+	if v.Kind == config.KindViT {
+		w, g := v.Transformer.Width, v.ImageSize/v.PatchSize
+		s["visual.conv1.weight"] = []int{w, 3, v.PatchSize, v.PatchSize}
+		s["visual.class_embedding"] = []int{w}
+		s["visual.positional_embedding"] = []int{g*g + 1, w}
+		for _, n := range []string{"ln_pre", "ln_post"} {
+			s["visual."+n+".weight"], s["visual."+n+".bias"] = []int{w}, []int{w}
+		}
+		s["visual.proj"] = []int{w, v.Embed}
+		blocks("visual.", &v.Transformer)
+	} else {
+		bn := func(p string, c int) {
+			for _, n := range []string{"weight", "bias", "running_mean", "running_var"} {
+				s[p+"."+n] = []int{c}
+			}
+			s[p+".num_batches_tracked"] = []int{}
+		}
+		w := v.Width
+		s["visual.conv1.weight"] = []int{w / 2, 3, 3, 3}
+		s["visual.conv2.weight"] = []int{w / 2, w / 2, 3, 3}
+		s["visual.conv3.weight"] = []int{w, w / 2, 3, 3}
+		bn("visual.bn1", w/2)
+		bn("visual.bn2", w/2)
+		bn("visual.bn3", w)
+		in := w
+		for st, n := range v.Layers {
+			planes := w << st
+			for i := range n {
+				p := fmt.Sprintf("visual.layer%d.%d.", st+1, i)
+				s[p+"conv1.weight"] = []int{planes, in, 1, 1}
+				s[p+"conv2.weight"] = []int{planes, planes, 3, 3}
+				s[p+"conv3.weight"] = []int{4 * planes, planes, 1, 1}
+				bn(p+"bn1", planes)
+				bn(p+"bn2", planes)
+				bn(p+"bn3", 4*planes)
+				if i == 0 && (st > 0 || in != 4*planes) {
+					s[p+"downsample.0.weight"] = []int{4 * planes, in, 1, 1}
+					bn(p+"downsample.1", 4*planes)
+				}
+				in = 4 * planes
+			}
+		}
+		g := v.ImageSize / 32
+		s["visual.attnpool.positional_embedding"] = []int{g*g + 1, in}
+		for _, n := range []string{"q", "k", "v"} {
+			s["visual.attnpool."+n+"_proj.weight"], s["visual.attnpool."+n+"_proj.bias"] = []int{in, in}, []int{in}
+		}
+		s["visual.attnpool.c_proj.weight"], s["visual.attnpool.c_proj.bias"] = []int{v.Embed, in}, []int{v.Embed}
+	}
+	t := &a.Text
+	w := t.Transformer.Width
+	s["token_embedding.weight"] = []int{t.VocabSize, w}
+	s["positional_embedding"] = []int{t.ContextLength, w}
+	s["ln_final.weight"], s["ln_final.bias"] = []int{w}, []int{w}
+	s["text_projection"] = []int{w, t.Embed}
+	blocks("", &t.Transformer)
+	return s
+}
+
+// randomTensors returns random weights for an architecture: LayerNorm and
+// BatchNorm scales near 1, variances positive, everything else small.
+func randomTensors(a *config.Arch, seed uint64) map[string]*tensor.Tensor {
+	r := rand.New(rand.NewPCG(seed, 1))
+	out := map[string]*tensor.Tensor{}
+	for name, shape := range archShapes(a) {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		v := make([]float32, n)
+		scale := float32(0.05)
+		if len(shape) == 2 && !strings.Contains(name, "embedding") {
+			scale = 1 / float32(shape[1]+1) // keep activations O(1)
+		}
+		for i := range v {
+			v[i] = (r.Float32()*2 - 1) * scale
+		}
+		switch {
+		case strings.HasSuffix(name, "running_var"), strings.HasSuffix(name, "ln_1.weight"),
+			strings.HasSuffix(name, "ln_2.weight"), strings.Contains(name, "ln_") && strings.HasSuffix(name, ".weight"),
+			strings.Contains(name, ".bn") && strings.HasSuffix(name, ".weight"),
+			strings.HasSuffix(name, "downsample.1.weight"):
+			for i := range v {
+				v[i] += 1
+			}
+		case name == "logit_scale":
+			v[0] = 4.6052
+		}
+		out[name] = tensor.FromFloat32(name, shape, v)
+	}
+	return out
+}
+
+// vit8M16 is TinyCLIP-ViT-8M-16-Text-3M.
+var vit8M16 = config.Arch{
+	EmbedDim: 512,
+	Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 224, Embed: 512, PatchSize: 16,
+		Transformer: regular(256, 64, 10, 1024, config.GELU)},
+	Text: text(512, regular(256, 64, 3, 1024, config.GELU)),
+}
+
+// resnet19M is TinyCLIP-ResNet-19M-Text-19M.
+var resnet19M = config.Arch{
+	EmbedDim: 1024,
+	Vision: config.VisionArch{Kind: config.KindResNet, ImageSize: 224, Embed: 1024,
+		Layers: [4]int{3, 4, 6, 3}, Width: 44, PoolHeads: 22, PoolHeadDim: 64},
+	Text: text(1024, regular(512, 64, 6, 2048, config.GELU)),
+}
+
+var (
+	benchMu      sync.Mutex
+	benchTensors = map[string]map[string]*tensor.Tensor{}
+)
+
+func benchModel(b *testing.B, name string, a *config.Arch) *Model {
+	b.Helper()
+	benchMu.Lock()
+	ts, ok := benchTensors[name]
+	if !ok {
+		ts = randomTensors(a, 42)
+		benchTensors[name] = ts
+	}
+	benchMu.Unlock()
+	m, err := Build(a, ts, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func randomPixels(n, size int) []float32 {
+	r := rand.New(rand.NewPCG(7, 7))
+	p := make([]float32, n*3*size*size)
+	for i := range p {
+		p[i] = r.Float32()*4 - 2
+	}
+	return p
+}
+
+func benchImages(b *testing.B, name string, a *config.Arch) {
+	m := benchModel(b, name, a)
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			px := randomPixels(n, m.ImageSize())
+			ctx := context.Background()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := m.EncodeImages(ctx, px, n); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N*n), "ms/image")
+			b.ReportMetric(float64(resolveThreads(0)), "threads")
+		})
+	}
+}
+
+func BenchmarkEncodeImageViT8M16(b *testing.B)   { benchImages(b, "vit8M16", &vit8M16) }
+func BenchmarkEncodeImageResNet19M(b *testing.B) { benchImages(b, "resnet19M", &resnet19M) }
+
+func benchTexts(b *testing.B, name string, a *config.Arch) {
+	m := benchModel(b, name, a)
+	for _, tokens := range []int{9, 77} {
+		for _, n := range []int{1, 8} {
+			b.Run(fmt.Sprintf("tokens=%d/batch=%d", tokens, n), func(b *testing.B) {
+				ids := make([][]int, n)
+				for i := range ids {
+					row := make([]int, tokens)
+					row[0] = 49406
+					for j := 1; j < tokens-1; j++ {
+						row[j] = 300 + 17*j + i
+					}
+					row[tokens-1] = 49407
+					ids[i] = row
+				}
+				ctx := context.Background()
+				b.ResetTimer()
+				for range b.N {
+					if _, err := m.EncodeTexts(ctx, ids); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N*n), "ms/text")
+				b.ReportMetric(float64(resolveThreads(0)), "threads")
+			})
+		}
+	}
+}
+
+func BenchmarkEncodeTextViT8M16(b *testing.B)   { benchTexts(b, "vit8M16", &vit8M16) }
+func BenchmarkEncodeTextResNet19M(b *testing.B) { benchTexts(b, "resnet19M", &resnet19M) }
+
+func BenchmarkSGEMM(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, kern := range kernels() {
+		for _, sz := range []struct{ m, n, k int }{
+			{197, 768, 256}, {197, 1024, 256}, {197, 256, 1024}, {1576, 256, 1024}, {512, 512, 512},
+		} {
+			b.Run(fmt.Sprintf("%s/%dx%dx%d", kern.name, sz.m, sz.n, sz.k), func(b *testing.B) {
+				a := randSlice(r, sz.m*sz.k)
+				w := randSlice(r, sz.n*sz.k)
+				pb := packBT(kern, make([]float32, packedLen(kern, sz.k, sz.n)), w, sz.k, sz.n, sz.k)
+				c := make([]float32, sz.m*sz.n)
+				threads := resolveThreads(0) // GOMAXPROCS, set by -cpu
+				b.ResetTimer()
+				for range b.N {
+					sgemm(threads, sz.m, a, sz.k, pb, c, sz.n, epilogue{})
+				}
+				b.ReportMetric(2*float64(sz.m*sz.n*sz.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// TestRandomArchitectures builds zoo-shaped architectures (head dim 64, a
+// ResNet with [3,4,6,3] stages, narrowed to keep the test fast) from random
+// weights, which checks the loader's names and shapes against the
+// independent list of archShapes, and checks batch against single results.
+func TestRandomArchitectures(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		arch config.Arch
+	}{
+		{"vit", config.Arch{EmbedDim: 32,
+			Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 64, Embed: 32, PatchSize: 16,
+				Transformer: regular(128, 64, 2, 512, config.GELU)},
+			Text: text(32, regular(64, 64, 2, 256, config.QuickGELU))}},
+		{"resnet", config.Arch{EmbedDim: 32,
+			Vision: config.VisionArch{Kind: config.KindResNet, ImageSize: 64, Embed: 32,
+				Layers: [4]int{3, 4, 6, 3}, Width: 4, PoolHeads: 2, PoolHeadDim: 64},
+			Text: text(32, regular(64, 64, 2, 256, config.GELU))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Build(&tc.arch, randomTensors(&tc.arch, 1), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			px := randomPixels(2, m.ImageSize())
+			both, err := m.EncodeImages(ctx, px, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := m.EncodeImages(ctx, px[len(px)/2:], 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := m.EmbedDim()
+			if d := relErr(second, both[e:], e); d > 1e-6 {
+				t.Errorf("image: single vs batch relative difference %.3g", d)
+			}
+			txt, err := m.EncodeTexts(ctx, [][]int{{49406, 320, 1125, 49407}})
+			if err != nil || len(txt) != e {
+				t.Fatalf("EncodeTexts: %d values, %v", len(txt), err)
+			}
+		})
+	}
+}

@@ -1,0 +1,488 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/tinyclip-go/tinyclip/internal/tensor"
+)
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+// maxRelDiff returns max_i |got−want| / max(1, max_i |want|).
+func maxRelDiff(got []float32, want []float64) float64 {
+	scale, diff := 1.0, 0.0
+	for i, w := range want {
+		scale = math.Max(scale, math.Abs(w))
+		diff = math.Max(diff, math.Abs(float64(got[i])-w))
+	}
+	return diff / scale
+}
+
+// gemmRef computes A·B in float64; A is m×k (stride lda), B is k×n
+// (element (kk, j) at b[kk*ldbK + j*ldbN]).
+func gemmRef(m, n, k int, a []float32, lda int, b []float32, ldbK, ldbN int) []float64 {
+	c := make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var s float64
+			for kk := range k {
+				s += float64(a[i*lda+kk]) * float64(b[kk*ldbK+j*ldbN])
+			}
+			c[i*n+j] = s
+		}
+	}
+	return c
+}
+
+func TestSGEMM(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	sizes := []struct{ m, n, k int }{
+		{1, 1, 1}, {7, 13, 5}, {2, 4, 3}, {3, 5, 0}, {97, 129, 257}, {50, 3, 600},
+		{197, 96, 64}, {130, 260, 513}, {1, 700, 40}, {301, 17, 1100},
+	}
+	for _, kern := range kernels() {
+		for _, sz := range sizes {
+			for _, threads := range []int{1, 3} {
+				for _, trans := range []bool{false, true} {
+					name := fmt.Sprintf("%s/%dx%dx%d/threads=%d/transB=%v", kern.name, sz.m, sz.n, sz.k, threads, trans)
+					t.Run(name, func(t *testing.T) {
+						m, n, k := sz.m, sz.n, sz.k
+						lda, ldc := k+3, n+2
+						a := randSlice(r, m*lda)
+						var pb *packedB
+						var want []float64
+						if trans { // B = Sᵀ, S n×k with stride k+1
+							s := randSlice(r, n*(k+1))
+							pb = packBT(kern, make([]float32, packedLen(kern, k, n)), s, k+1, n, k)
+							want = gemmRef(m, n, k, a, lda, s, 1, k+1)
+						} else { // B k×n with stride n+1
+							s := randSlice(r, k*(n+1))
+							pb = packBN(kern, make([]float32, packedLen(kern, k, n)), s, n+1, k, n)
+							want = gemmRef(m, n, k, a, lda, s, n+1, 1)
+						}
+						c := randSlice(r, m*ldc)
+						orig := append([]float32(nil), c...)
+						bias := randSlice(r, n)
+						// Overwrite with bias and ReLU.
+						sgemm(threads, m, a, lda, pb, c, ldc, epilogue{bias: bias, act: actReLU})
+						got := make([]float32, m*n)
+						exp := make([]float64, m*n)
+						for i := range m {
+							for j := range n {
+								got[i*n+j] = c[i*ldc+j]
+								exp[i*n+j] = math.Max(want[i*n+j]+float64(bias[j]), 0)
+							}
+							for j := n; j < ldc; j++ {
+								if c[i*ldc+j] != orig[i*ldc+j] {
+									t.Fatalf("wrote outside C at row %d column %d", i, j)
+								}
+							}
+						}
+						if d := maxRelDiff(got, exp); d > 1e-5 {
+							t.Errorf("C = relu(A·B + bias): max relative difference %.3g", d)
+						}
+						// Accumulate.
+						copy(c, orig)
+						sgemm(threads, m, a, lda, pb, c, ldc, epilogue{acc: true})
+						for i := range m {
+							for j := range n {
+								got[i*n+j] = c[i*ldc+j]
+								exp[i*n+j] = float64(orig[i*ldc+j]) + want[i*n+j]
+							}
+						}
+						if d := maxRelDiff(got, exp); d > 1e-5 {
+							t.Errorf("C += A·B: max relative difference %.3g", d)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+func TestParallelFor(t *testing.T) {
+	for _, threads := range []int{1, 2, 5} {
+		for _, tasks := range []int{0, 1, 3, 100} {
+			hits := make([]int32, tasks)
+			parallelFor(threads, tasks, func(i int) { hits[i]++ })
+			for i, h := range hits {
+				if h != 1 {
+					t.Errorf("threads=%d tasks=%d: task %d ran %d times", threads, tasks, i, h)
+				}
+			}
+		}
+	}
+	// Nested loops must not deadlock.
+	var total [4][8]int
+	parallelFor(2, 4, func(i int) {
+		parallelFor(2, 8, func(j int) { total[i][j]++ })
+	})
+	for i := range total {
+		for j := range total[i] {
+			if total[i][j] != 1 {
+				t.Fatalf("nested task (%d, %d) ran %d times", i, j, total[i][j])
+			}
+		}
+	}
+}
+
+func TestLayerNorm(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, w := range []int{1, 7, 64, 300} {
+		rows := 5
+		x := randSlice(r, rows*w)
+		for i := range x {
+			x[i] = x[i]*3 + 2
+		}
+		g, b := randSlice(r, w), randSlice(r, w)
+		got := make([]float32, len(x))
+		layerNorm(got, x, rows, w, g, b)
+		want := make([]float64, len(x))
+		for rr := range rows {
+			row := x[rr*w : (rr+1)*w]
+			var mean, v float64
+			for _, e := range row {
+				mean += float64(e)
+			}
+			mean /= float64(w)
+			for _, e := range row {
+				v += (float64(e) - mean) * (float64(e) - mean)
+			}
+			v /= float64(w)
+			for i, e := range row {
+				want[rr*w+i] = (float64(e)-mean)/math.Sqrt(v+1e-5)*float64(g[i]) + float64(b[i])
+			}
+		}
+		if d := maxRelDiff(got, want); d > 1e-6 {
+			t.Errorf("width %d: max relative difference %.3g", w, d)
+		}
+		// In place.
+		layerNorm(x, x, rows, w, g, b)
+		for i := range x {
+			if x[i] != got[i] {
+				t.Fatalf("width %d: in-place result differs at %d", w, i)
+			}
+		}
+	}
+}
+
+func TestActivations(t *testing.T) {
+	xs := []float32{-10, -5.5, -3, -1.5, -1, -0.5, -1e-3, 0, 1e-3, 0.25, 0.5, 1, 1.7, 3, 6, 10, 40}
+	tests := []struct {
+		act  activation
+		name string
+		ref  func(x float64) float64
+	}{
+		{actGELU, "gelu", func(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }},
+		{actQuickGELU, "quick_gelu", func(x float64) float64 { return x / (1 + math.Exp(-1.702*x)) }},
+		{actGELUTanh, "gelu_tanh", func(x float64) float64 {
+			return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+		}},
+		{actReLU, "relu", func(x float64) float64 { return math.Max(x, 0) }},
+	}
+	for _, tt := range tests {
+		got := append([]float32(nil), xs...)
+		tt.act.apply(got)
+		for i, x := range xs {
+			want := tt.ref(float64(x))
+			if d := math.Abs(float64(got[i]) - want); d > 1e-7*math.Max(1, math.Abs(want)) {
+				t.Errorf("%s(%v) = %v, want %v", tt.name, x, got[i], want)
+			}
+		}
+	}
+}
+
+func TestExp64(t *testing.T) {
+	worst := 0.0
+	for x := -745.0; x <= 709; x += 0.0137 {
+		got, want := exp64(x), math.Exp(x)
+		if want > 1e-300 {
+			worst = math.Max(worst, math.Abs(got-want)/want)
+		} else if math.Abs(got-want) > 1e-300 {
+			t.Fatalf("exp64(%v) = %v, want %v", x, got, want)
+		}
+	}
+	if worst > 1e-9 {
+		t.Errorf("max relative error %.3g", worst)
+	}
+	t.Logf("max relative error %.3g", worst)
+	if exp64(-800) != 0 || !math.IsInf(exp64(800), 1) || !math.IsNaN(exp64(math.NaN())) {
+		t.Error("wrong special cases")
+	}
+}
+
+// TestGELU checks the table-based GELU against 0.5·x·(1+erf(x/√2)) in
+// float64 on a dense grid: within one float32 ulp of the reference, or
+// 1e-9·|x| for the tiny outputs of negative inputs.
+func TestGELU(t *testing.T) {
+	worstUlp, worstAbs := 0.0, 0.0
+	check := func(x float32) {
+		v := float64(x)
+		want := 0.5 * v * math.Erfc(-v/math.Sqrt2)
+		got := float64(gelu(x))
+		w32 := float32(want)
+		ulp := float64(math.Nextafter32(float32(math.Abs(float64(w32))), float32(math.Inf(1)))) - math.Abs(float64(w32))
+		d := math.Abs(got - want)
+		if d > ulp && d > 1e-9*math.Abs(v) {
+			t.Fatalf("gelu(%v) = %v, want %v (error %.3g, ulp %.3g)", x, got, want, d, ulp)
+		}
+		worstUlp = math.Max(worstUlp, d/ulp)
+		if v < -3 {
+			worstAbs = math.Max(worstAbs, d)
+		}
+		// The erf form agrees where it is well conditioned.
+		if v > -3 {
+			e := 0.5 * v * (1 + math.Erf(v/math.Sqrt2))
+			if math.Abs(got-e) > 2*ulp {
+				t.Fatalf("gelu(%v) = %v, erf form %v", x, got, e)
+			}
+		}
+	}
+	for x := float32(-12); x <= 12; x += 1.0 / 4096 {
+		check(x)
+	}
+	for _, x := range []float32{geluLo, geluHi, -1e-30, 1e-30, 0, 1e-7, -1e-7, 100, -100, 3e38, -3e38} {
+		check(x)
+	}
+	if g := gelu(float32(math.NaN())); g == g {
+		t.Errorf("gelu(NaN) = %v", g)
+	}
+	t.Logf("max error %.3g ulp; max absolute error below x = -3: %.3g", worstUlp, worstAbs)
+}
+
+func TestSoftmax(t *testing.T) {
+	s := []float32{1, 2, 3, -1e30, 50}
+	got := append([]float32(nil), s...)
+	softmax(got)
+	var sum float64
+	for _, v := range s {
+		sum += math.Exp(float64(v) - 50)
+	}
+	for i, v := range s {
+		want := math.Exp(float64(v)-50) / sum
+		if math.Abs(float64(got[i])-want) > 1e-7 {
+			t.Errorf("softmax[%d] = %v, want %v", i, got[i], want)
+		}
+	}
+}
+
+// attentionRef is naive multi-head attention over one sequence of n rows of
+// qkv (stride ld); queries are scaled here.
+func attentionRef(qkv []float32, ld, n, heads, d int, causal bool) []float64 {
+	a := heads * d
+	out := make([]float64, n*a)
+	scale := 1 / math.Sqrt(float64(d))
+	for h := range heads {
+		for i := range n {
+			lim := n
+			if causal {
+				lim = i + 1
+			}
+			s := make([]float64, lim)
+			m := math.Inf(-1)
+			for j := range lim {
+				var dot float64
+				for c := range d {
+					dot += float64(qkv[i*ld+h*d+c]) * scale * float64(qkv[j*ld+a+h*d+c])
+				}
+				s[j] = dot
+				m = math.Max(m, dot)
+			}
+			var sum float64
+			for j := range s {
+				s[j] = math.Exp(s[j] - m)
+				sum += s[j]
+			}
+			for j := range s {
+				for c := range d {
+					out[i*a+h*d+c] += s[j] / sum * float64(qkv[j*ld+2*a+h*d+c])
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestAttendHead(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tt := range []struct {
+		n, heads, d int
+		causal      bool
+	}{
+		{1, 1, 4, false}, {7, 2, 4, true}, {50, 3, 16, false}, {77, 2, 32, true}, {197, 1, 64, false},
+	} {
+		t.Run(fmt.Sprintf("n=%d/heads=%d/d=%d/causal=%v", tt.n, tt.heads, tt.d, tt.causal), func(t *testing.T) {
+			a := tt.heads * tt.d
+			ld := 3*a + 1
+			off := 2
+			qkv := randSlice(r, (off+tt.n)*ld)
+			want := attentionRef(qkv[off*ld:], ld, tt.n, tt.heads, tt.d, tt.causal)
+			// The engine expects pre-scaled queries.
+			scaled := append([]float32(nil), qkv...)
+			s := attnScale(tt.d)
+			for i := range tt.n {
+				for c := range a {
+					scaled[(off+i)*ld+c] *= s
+				}
+			}
+			for _, kern := range kernels() {
+				out := make([]float32, tt.n*a)
+				for h := range tt.heads {
+					attendHead(kern, scaled, ld, off, tt.n, a, h, tt.d, 0, tt.n, tt.causal, out, a)
+				}
+				if d := maxRelDiff(out, want); d > 1e-5 {
+					t.Errorf("%s: all queries: max relative difference %.3g", kern.name, d)
+				}
+				// One query only (the pooled row).
+				q := tt.n - 1
+				one := make([]float32, a)
+				for h := range tt.heads {
+					attendHead(kern, scaled, ld, off, tt.n, a, h, tt.d, q, q+1, tt.causal, one, a)
+				}
+				if d := maxRelDiff(one, want[q*a:(q+1)*a]); d > 1e-5 {
+					t.Errorf("%s: query %d: max relative difference %.3g", kern.name, q, d)
+				}
+			}
+		})
+	}
+}
+
+// convRef is a naive convolution of a CHW input with weight [cout, cin, k, k]
+// and bias, returning a CHW output.
+func convRef(x []float32, cin, h, w int, wt []float32, bias []float32, cout, k, stride, pad int) ([]float64, int, int) {
+	oh, ow := (h+2*pad-k)/stride+1, (w+2*pad-k)/stride+1
+	out := make([]float64, cout*oh*ow)
+	for o := range cout {
+		for oy := range oh {
+			for ox := range ow {
+				s := float64(bias[o])
+				for c := range cin {
+					for ky := range k {
+						for kx := range k {
+							iy, ix := oy*stride-pad+ky, ox*stride-pad+kx
+							if iy < 0 || iy >= h || ix < 0 || ix >= w {
+								continue
+							}
+							s += float64(x[(c*h+iy)*w+ix]) * float64(wt[((o*cin+c)*k+ky)*k+kx])
+						}
+					}
+				}
+				out[(o*oh+oy)*ow+ox] = s
+			}
+		}
+	}
+	return out, oh, ow
+}
+
+func TestConv(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, tt := range []struct{ cin, cout, h, w, k, stride int }{
+		{3, 2, 9, 7, 3, 2}, {2, 5, 8, 8, 3, 1}, {4, 16, 6, 5, 1, 1}, {5, 7, 23, 19, 3, 1}, {3, 4, 17, 17, 3, 2},
+	} {
+		for _, kern := range kernels() {
+			for threads := 1; threads <= 2; threads++ { // both paths of convLayer.forward
+				t.Run(fmt.Sprintf("%v/%s/threads=%d", tt, kern.name, threads), func(t *testing.T) {
+					x := randSlice(r, tt.cin*tt.h*tt.w)
+					wt := randSlice(r, tt.cout*tt.cin*tt.k*tt.k)
+					// BatchNorm parameters, folded by the loader.
+					g, beta, mean, vr := randSlice(r, tt.cout), randSlice(r, tt.cout), randSlice(r, tt.cout), randSlice(r, tt.cout)
+					for i := range vr {
+						vr[i] = vr[i]*vr[i] + 0.1
+					}
+					pad := tt.k / 2
+					want, oh, ow := convRef(x, tt.cin, tt.h, tt.w, wt, make([]float32, tt.cout), tt.cout, tt.k, tt.stride, pad)
+					for o := range tt.cout {
+						s := float64(g[o]) / math.Sqrt(float64(vr[o])+1e-5)
+						for i := range oh * ow {
+							want[o*oh*ow+i] = (want[o*oh*ow+i]-float64(mean[o]))*s + float64(beta[o])
+						}
+					}
+					l := &loader{kern: kern, used: map[string]bool{}, tensors: map[string]*tensor.Tensor{
+						"c.weight":        tensor.FromFloat32("c.weight", []int{tt.cout, tt.cin, tt.k, tt.k}, wt),
+						"bn.weight":       tensor.FromFloat32("bn.weight", []int{tt.cout}, g),
+						"bn.bias":         tensor.FromFloat32("bn.bias", []int{tt.cout}, beta),
+						"bn.running_mean": tensor.FromFloat32("bn.running_mean", []int{tt.cout}, mean),
+						"bn.running_var":  tensor.FromFloat32("bn.running_var", []int{tt.cout}, vr),
+					}}
+					c := l.conv("c", "bn", tt.cin, tt.cout, tt.k, tt.stride)
+					if err := l.checkUnused(); err != nil {
+						t.Fatal(err)
+					}
+					hwc := make([]float32, len(x))
+					for ch := range tt.cin {
+						for i := range tt.h * tt.w {
+							hwc[i*tt.cin+ch] = x[ch*tt.h*tt.w+i]
+						}
+					}
+					out := make([]float32, oh*ow*tt.cout)
+					gh, gw := c.forward(threads, out, hwc, tt.h, tt.w, epilogue{bias: c.bias})
+					if gh != oh || gw != ow {
+						t.Fatalf("output %d×%d, want %d×%d", gh, gw, oh, ow)
+					}
+					got := make([]float32, len(out))
+					for o := range tt.cout {
+						for i := range oh * ow {
+							got[o*oh*ow+i] = out[i*tt.cout+o]
+						}
+					}
+					if d := maxRelDiff(got, want); d > 1e-5 {
+						t.Errorf("max relative difference %.3g", d)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestAvgPool(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, tt := range []struct{ h, w, c, k int }{{4, 4, 3, 2}, {7, 5, 2, 2}, {9, 9, 1, 3}, {112, 112, 4, 2}} {
+		x := randSlice(r, tt.h*tt.w*tt.c)
+		oh, ow := tt.h/tt.k, tt.w/tt.k
+		got := make([]float32, oh*ow*tt.c)
+		avgPoolHWC(got, x, tt.h, tt.w, tt.c, tt.k)
+		want := make([]float64, len(got))
+		for oy := range oh {
+			for ox := range ow {
+				for ch := range tt.c {
+					var s float64
+					for dy := range tt.k {
+						for dx := range tt.k {
+							s += float64(x[((oy*tt.k+dy)*tt.w+ox*tt.k+dx)*tt.c+ch])
+						}
+					}
+					want[(oy*ow+ox)*tt.c+ch] = s / float64(tt.k*tt.k)
+				}
+			}
+		}
+		if d := maxRelDiff(got, want); d > 1e-6 {
+			t.Errorf("%v: max relative difference %.3g", tt, d)
+		}
+	}
+}
+
+func TestKernelSelection(t *testing.T) {
+	t.Setenv("TINYCLIP_KERNEL", "generic")
+	if k := defaultKernel(); k != genericKernel {
+		t.Errorf("TINYCLIP_KERNEL=generic selected %s", k.name)
+	}
+	for _, k := range asmKernels() {
+		t.Setenv("TINYCLIP_KERNEL", k.name)
+		if got := defaultKernel(); got != k {
+			t.Errorf("TINYCLIP_KERNEL=%s selected %s", k.name, got.name)
+		}
+	}
+	t.Setenv("TINYCLIP_KERNEL", "")
+	if ks := asmKernels(); len(ks) > 0 && defaultKernel() != ks[0] {
+		t.Errorf("default kernel %s, want %s", defaultKernel().name, ks[0].name)
+	}
+}

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// The process-wide worker pool: helper goroutines block on workCh until a
+// parallel loop offers them work. A loop never waits for a helper that has
+// not started: the calling goroutine always works through the tasks itself,
+// a helper joins only while the loop is still open, and the caller waits
+// only for helpers that joined. Nested or concurrent loops therefore cannot
+// deadlock, and nothing spins.
+var (
+	workCh      = make(chan *loop, 256)
+	workMu      sync.Mutex
+	workStarted atomic.Int32
+)
+
+func ensureWorkers(n int) {
+	if int(workStarted.Load()) >= n {
+		return
+	}
+	workMu.Lock()
+	defer workMu.Unlock()
+	for int(workStarted.Load()) < n {
+		go func() {
+			for l := range workCh {
+				l.help()
+			}
+		}()
+		workStarted.Add(1)
+	}
+}
+
+// resolveThreads returns the parallelism for a requested thread count
+// (0 = GOMAXPROCS).
+func resolveThreads(n int) int {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	return max(n, 1)
+}
+
+// loop is one parallelFor call.
+type loop struct {
+	next   atomic.Int64
+	tasks  int
+	fn     func(i int)
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// work claims and runs tasks until none is left.
+func (l *loop) work() {
+	for {
+		i := int(l.next.Add(1)) - 1
+		if i >= l.tasks {
+			return
+		}
+		l.fn(i)
+	}
+}
+
+// help runs tasks on a helper goroutine, unless the loop is already over.
+func (l *loop) help() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	l.work()
+	l.wg.Done()
+}
+
+// parallelFor calls fn(i) for every i in [0, tasks), on up to threads
+// goroutines (the caller included). Tasks are claimed dynamically, so uneven
+// tasks balance out. It returns when every call has returned.
+func parallelFor(threads, tasks int, fn func(i int)) {
+	if tasks <= 0 {
+		return
+	}
+	helpers := min(threads, tasks) - 1
+	if helpers <= 0 {
+		for i := range tasks {
+			fn(i)
+		}
+		return
+	}
+	ensureWorkers(helpers)
+	l := &loop{tasks: tasks, fn: fn}
+	for range helpers {
+		select {
+		case workCh <- l:
+		default: // queue full: the caller and the other helpers do the work
+		}
+	}
+	l.work()
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// scratch is a float32 buffer from a size-classed pool. Its contents are
+// undefined when obtained.
+type scratch struct {
+	f []float32
+}
+
+var scratchPools [64]sync.Pool
+
+// getScratch returns a buffer of length n (capacity rounded up to a power of
+// two); give it back with putScratch.
+func getScratch(n int) *scratch {
+	c := 0
+	if n > 1 {
+		c = bits.Len(uint(n - 1))
+	}
+	if s, ok := scratchPools[c].Get().(*scratch); ok {
+		s.f = s.f[:n]
+		return s
+	}
+	return &scratch{f: make([]float32, n, 1<<c)}
+}
+
+func putScratch(s *scratch) {
+	if s == nil {
+		return
+	}
+	c := bits.Len(uint(cap(s.f))) - 1
+	if c < 0 || 1<<c != cap(s.f) {
+		return
+	}
+	scratchPools[c].Put(s)
+}

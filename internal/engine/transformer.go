@@ -1,0 +1,147 @@
+package engine
+
+import "context"
+
+// linear is a Linear layer y = x·Wᵀ + b with W packed for the GEMM.
+type linear struct {
+	w    *packedB
+	bias []float32 // nil: no bias
+}
+
+// block is one pre-norm residual attention block with its own dimensions.
+type block struct {
+	heads      int // 0: no attention sub-layer
+	ln1g, ln1b []float32
+	qkv        linear // width → 3·heads·headDim, query part pre-scaled by 1/√headDim
+	out        linear // heads·headDim → width
+	hasMLP     bool
+	mlpWidth   int // 0 with hasMLP: the MLP adds projBias
+	ln2g, ln2b []float32
+	fc         linear // width → mlpWidth, followed by the activation
+	proj       linear // mlpWidth → width
+}
+
+// transformer is a stack of blocks over rows of width values.
+type transformer struct {
+	width, headDim int
+	act            activation
+	blocks         []block
+}
+
+// seq is one sequence of a batch: rows [off, off+n) of the activations, of
+// which only row off+pool is needed after the last block.
+type seq struct {
+	off, n, pool int
+}
+
+// forward runs the blocks over x (rows×width, modified in place), where the
+// rows form the sequences seqs, and writes the output row of each sequence's
+// pooled token to xp (len(seqs)×width). The last block is computed for the
+// pooled rows only. With causal, token t attends to tokens 0…t of its
+// sequence.
+func (t *transformer) forward(ctx context.Context, threads int, x []float32, seqs []seq, causal bool, xp []float32) error {
+	rows := 0
+	for _, s := range seqs {
+		rows = max(rows, s.off+s.n)
+	}
+	for i, b := range t.blocks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if i < len(t.blocks)-1 {
+			t.fullBlock(threads, &b, x, rows, seqs, causal)
+		} else {
+			t.pooledBlock(threads, &b, x, rows, seqs, causal, xp)
+		}
+	}
+	if len(t.blocks) == 0 {
+		t.gather(xp, x, seqs)
+	}
+	return nil
+}
+
+func (t *transformer) gather(xp, x []float32, seqs []seq) {
+	w := t.width
+	for i, s := range seqs {
+		r := s.off + s.pool
+		copy(xp[i*w:(i+1)*w], x[r*w:(r+1)*w])
+	}
+}
+
+// qkvProject returns LN₁(x)·W_qkv + b for all rows.
+func (t *transformer) qkvProject(threads int, b *block, x []float32, rows int) *scratch {
+	w := t.width
+	a := b.heads * t.headDim
+	h := getScratch(rows * w)
+	layerNorm(h.f, x, rows, w, b.ln1g, b.ln1b)
+	qkv := getScratch(rows * 3 * a)
+	sgemm(threads, rows, h.f, w, b.qkv.w, qkv.f, 3*a, epilogue{bias: b.qkv.bias})
+	putScratch(h)
+	return qkv
+}
+
+func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, seqs []seq, causal bool) {
+	w, d := t.width, t.headDim
+	if b.heads > 0 {
+		a := b.heads * d
+		qkv := t.qkvProject(threads, b, x, rows)
+		o := getScratch(rows * a)
+		kern := b.qkv.w.kern
+		parallelFor(threads, len(seqs)*b.heads, func(i int) {
+			s := seqs[i/b.heads]
+			h := i % b.heads
+			attendHead(kern, qkv.f, 3*a, s.off, s.n, a, h, d, 0, s.n, causal, o.f[s.off*a:], a)
+		})
+		putScratch(qkv)
+		sgemm(threads, rows, o.f, a, b.out.w, x, w, epilogue{acc: true, bias: b.out.bias})
+		putScratch(o)
+	}
+	t.mlp(threads, b, x, rows)
+}
+
+func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, seqs []seq, causal bool, xp []float32) {
+	w, d := t.width, t.headDim
+	n := len(seqs)
+	if b.heads > 0 {
+		a := b.heads * d
+		qkv := t.qkvProject(threads, b, x, rows)
+		o := getScratch(n * a)
+		kern := b.qkv.w.kern
+		parallelFor(threads, n*b.heads, func(i int) {
+			s := seqs[i/b.heads]
+			h := i % b.heads
+			attendHead(kern, qkv.f, 3*a, s.off, s.n, a, h, d, s.pool, s.pool+1, causal, o.f[(i/b.heads)*a:], a)
+		})
+		putScratch(qkv)
+		t.gather(xp, x, seqs)
+		sgemm(threads, n, o.f, a, b.out.w, xp, w, epilogue{acc: true, bias: b.out.bias})
+		putScratch(o)
+	} else {
+		t.gather(xp, x, seqs)
+	}
+	t.mlp(threads, b, xp, n)
+}
+
+// mlp computes x += MLP(LN₂(x)) for rows of x.
+func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
+	w := t.width
+	switch {
+	case !b.hasMLP:
+	case b.mlpWidth == 0:
+		for r := range rows {
+			row := x[r*w : (r+1)*w]
+			for j, v := range b.proj.bias {
+				row[j] += v
+			}
+		}
+	default:
+		m := b.mlpWidth
+		h := getScratch(rows * w)
+		layerNorm(h.f, x, rows, w, b.ln2g, b.ln2b)
+		f := getScratch(rows * m)
+		sgemm(threads, rows, h.f, w, b.fc.w, f.f, m, epilogue{bias: b.fc.bias, act: t.act})
+		putScratch(h)
+		sgemm(threads, rows, f.f, m, b.proj.w, x, w, epilogue{acc: true, bias: b.proj.bias})
+		putScratch(f)
+	}
+}
