@@ -3,8 +3,6 @@ module github.com/tinyclip-go/tinyclip
 go 1.26.5
 
 require (
-	golang.org/x/image v0.48.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
-	golang.org/x/term v0.48.0 // indirect
-	golang.org/x/text v0.44.0 // indirect
+	golang.org/x/image v0.48.0
+	golang.org/x/sys v0.50.0
 )

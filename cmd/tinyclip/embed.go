@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/tinyclip-go/tinyclip"
+)
+
+// modelFlags are the flags shared by the commands that load a model.
+type modelFlags struct {
+	model   *string
+	config  *string
+	vocab   *string
+	threads *int
+}
+
+func addModelFlags(fs *flag.FlagSet) modelFlags {
+	return modelFlags{
+		model:   fs.String("model", "", "model: a .pt or .safetensors file, a model directory, or a zoo name found in the Hugging Face cache"),
+		config:  fs.String("config", "", "config.json giving the architecture (needed for checkpoints without one whose head width is not 64)"),
+		vocab:   fs.String("vocab", "", "tokenizer vocabulary file (default: the one next to the model, else built in)"),
+		threads: fs.Int("threads", 0, "goroutines per call (default GOMAXPROCS)"),
+	}
+}
+
+func (f modelFlags) load(ctx context.Context, e *env, defaultModel string) (*tinyclip.Model, error) {
+	path := *f.model
+	if path == "" {
+		if defaultModel == "" {
+			return nil, usagef("--model is required")
+		}
+		path = defaultModel
+	}
+	resolved, err := resolveModel(path)
+	if err != nil {
+		return nil, err
+	}
+	var opts []tinyclip.Option
+	if *f.config != "" {
+		opts = append(opts, tinyclip.WithConfig(*f.config))
+	}
+	if *f.vocab != "" {
+		opts = append(opts, tinyclip.WithVocab(*f.vocab))
+	}
+	if *f.threads > 0 {
+		opts = append(opts, tinyclip.WithThreads(*f.threads))
+	}
+	return tinyclip.Load(ctx, resolved, opts...)
+}
+
+// input is one --image or --text argument, in command-line order.
+type input struct {
+	image bool
+	value string
+}
+
+// inputList collects --image and --text flags in the order given.
+type inputList struct {
+	list  *[]input
+	image bool
+}
+
+func (l inputList) String() string { return "" }
+func (l inputList) Set(v string) error {
+	*l.list = append(*l.list, input{image: l.image, value: v})
+	return nil
+}
+
+func runEmbed(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "embed", "--model PATH [--config JSON] [--vocab PATH] [--raw] [--image FILE]... [--text STRING]...")
+	mf := addModelFlags(fs)
+	raw := fs.Bool("raw", false, "print the towers' raw outputs (official encode_image/encode_text) instead of L2-normalised embeddings")
+	var inputs []input
+	fs.Var(inputList{&inputs, true}, "image", "image file to embed (repeatable)")
+	fs.Var(inputList{&inputs, false}, "text", "text to embed (repeatable; may be empty)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected arguments %q: use --image FILE or --text STRING", pos)
+	}
+	if *mf.model == "" {
+		return usagef("--model is required")
+	}
+	if len(inputs) == 0 {
+		return usagef("nothing to embed: give --image FILE and/or --text STRING")
+	}
+	m, err := mf.load(ctx, e, "")
+	if err != nil {
+		return err
+	}
+	var eo []tinyclip.EncodeOption
+	if *raw {
+		eo = append(eo, tinyclip.Raw())
+	}
+	// Encode images and texts in one batch each, then print in input order.
+	var images, texts []string
+	for _, in := range inputs {
+		if in.image {
+			images = append(images, in.value)
+		} else {
+			texts = append(texts, in.value)
+		}
+	}
+	imgEmb, err := encodeImageFiles(ctx, m, images, eo)
+	if err != nil {
+		return err
+	}
+	txtEmb, err := m.EncodeTexts(ctx, texts, eo...)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(e.stdout)
+	enc := json.NewEncoder(w)
+	for _, in := range inputs {
+		var emb []float32
+		if in.image {
+			emb, imgEmb = imgEmb[0], imgEmb[1:]
+		} else {
+			emb, txtEmb = txtEmb[0], txtEmb[1:]
+		}
+		kind := "text"
+		if in.image {
+			kind = "image"
+		}
+		if err := enc.Encode(struct {
+			Input     string    `json:"input"`
+			Type      string    `json:"type"`
+			Embedding []float32 `json:"embedding"`
+		}{in.value, kind, emb}); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
+}
+
+// encodeImageFiles preprocesses and encodes image files in one batch.
+func encodeImageFiles(ctx context.Context, m *tinyclip.Model, paths []string, eo []tinyclip.EncodeOption) ([][]float32, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	var pixels []float32
+	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		t, err := m.Preprocess(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		pixels = append(pixels, t...)
+	}
+	return m.EncodePixels(ctx, pixels, len(paths), eo...)
+}
