@@ -82,7 +82,7 @@ func maxRelErr(t *testing.T, got [][]float32, want []float32, dim int) float64 {
 }
 
 type modelCase struct {
-	model, file string // model name and path relative to fixtures/models
+	model, file  string // model name and path relative to fixtures/models
 	load, config string // what to pass to Load and WithConfig ("" for none)
 }
 

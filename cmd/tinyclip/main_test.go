@@ -189,7 +189,7 @@ func TestEmbed(t *testing.T) {
 			t.Errorf("%s: relative error %.2e", name, r)
 		}
 	}
-	check("text 0", lines[0].Embedding, feats.F32[0:e])  // texts.json[0] = "a photo of a cat"
+	check("text 0", lines[0].Embedding, feats.F32[0:e])   // texts.json[0] = "a photo of a cat"
 	check("text 1", lines[2].Embedding, feats.F32[e:2*e]) // texts.json[1] = ""
 	// a_square.png is a PNG, so preprocessing is exact end to end.
 	check("image 0", lines[1].Embedding, imgFeats.F32[0:e])
