@@ -30,7 +30,7 @@ type zipArchive struct {
 func parseZip(data []byte) (*File, error) {
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
-		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: torch zip archive is truncated or corrupt (%v)", ErrFormat, err)
 	}
 	z := &zipArchive{data: data, entries: map[string]*zip.File{}, alloc: budget(len(data)), raw: map[string][]byte{}}
 	var pkls []string
