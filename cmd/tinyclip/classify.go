@@ -9,6 +9,8 @@ import (
 	"strings"
 )
 
+func init() { register(command{"classify", "classify images against text labels", runClassify, 40}) }
+
 // defaultModel is what classify uses without --model.
 const defaultModel = "TinyCLIP-ViT-8M-16-Text-3M"
 

@@ -11,6 +11,10 @@ import (
 	"github.com/tinyclip-go/tinyclip"
 )
 
+func init() {
+	register(command{"embed", "embed images and texts with a model (JSON Lines)", runEmbed, 30})
+}
+
 // modelFlags are the flags shared by the commands that load a model.
 type modelFlags struct {
 	model   *string

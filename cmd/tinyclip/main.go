@@ -23,11 +23,21 @@ import (
 	"syscall"
 )
 
-// command is one subcommand.
+// command is one subcommand. Each lives in its own file and registers
+// itself from an init function with register.
 type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *env, args []string) error
+	order   int // position in the help listing
+}
+
+var commands []command
+
+// register adds a subcommand.
+func register(c command) {
+	commands = append(commands, c)
+	sort.SliceStable(commands, func(i, j int) bool { return commands[i].order < commands[j].order })
 }
 
 // env holds the process's standard streams, so tests can run commands
@@ -36,14 +46,6 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
-}
-
-var commands = []command{
-	{"tokenize", "token ids of JSON-string lines read from stdin", runTokenize},
-	{"preprocess", "write the model input of images as .npy files", runPreprocess},
-	{"embed", "embed images and texts with a model (JSON Lines)", runEmbed},
-	{"classify", "classify images against text labels", runClassify},
-	{"models", "list the model zoo with parameter counts and GMACs", runModels},
 }
 
 func main() {

@@ -13,6 +13,10 @@ import (
 	"github.com/tinyclip-go/tinyclip/internal/hub"
 )
 
+func init() {
+	register(command{"models", "list the model zoo with parameter counts and GMACs", runModels, 90})
+}
+
 func runModels(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "models", "[--json]")
 	asJSON := fs.Bool("json", false, "print the registry as JSON")

@@ -11,6 +11,10 @@ import (
 	"github.com/tinyclip-go/tinyclip/internal/npy"
 )
 
+func init() {
+	register(command{"preprocess", "write the model input of images as .npy files", runPreprocess, 20})
+}
+
 func runPreprocess(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "preprocess", "--out DIR [--uint8] [--hf] [--size N] IMAGE...")
 	out := fs.String("out", "", "output directory (created if missing); writes DIR/<file name>.npy")

@@ -11,6 +11,10 @@ import (
 	"github.com/tinyclip-go/tinyclip/internal/tokenizer"
 )
 
+func init() {
+	register(command{"tokenize", "token ids of JSON-string lines read from stdin", runTokenize, 10})
+}
+
 // maxLine caps one input line of tokenize (64 MiB).
 const maxLine = 64 << 20
 
