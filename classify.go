@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/tinyclip-go/tinyclip/internal/eval"
 )
 
 // Classify scores each image embedding against the texts labels, as the
@@ -51,31 +53,19 @@ func (m *Model) ZeroShot(ctx context.Context, classes, templates []string) (*Cla
 	if len(templates) == 0 {
 		templates = []string{"{}"}
 	}
-	c := &Classifier{Classes: append([]string(nil), classes...), dim: m.EmbedDim()}
-	c.weights = make([][]float32, len(classes))
 	for i, name := range classes {
 		if strings.TrimSpace(name) == "" {
 			return nil, fmt.Errorf("%w: class %d", ErrEmptyText, i)
 		}
-		texts := make([]string, len(templates))
-		for j, t := range templates {
-			texts[j] = strings.ReplaceAll(t, "{}", name)
-		}
-		emb, err := m.EncodeTexts(ctx, texts)
-		if err != nil {
-			return nil, fmt.Errorf("tinyclip: class %q: %w", name, err)
-		}
-		mean := make([]float32, c.dim)
-		for _, e := range emb {
-			for k, v := range e {
-				mean[k] += v
-			}
-		}
-		for k := range mean {
-			mean[k] /= float32(len(emb))
-		}
-		c.weights[i] = Normalize(mean)
 	}
+	enc := func(ctx context.Context, texts []string) ([][]float32, error) {
+		return m.EncodeTexts(ctx, texts, Raw())
+	}
+	w, err := eval.BuildClassifier(ctx, enc, classes, templates, eval.BuildOptions{})
+	if err != nil {
+		return nil, err
+	}
+	c := &Classifier{Classes: append([]string(nil), classes...), weights: w, dim: m.EmbedDim()}
 	return c, nil
 }
 

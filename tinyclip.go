@@ -60,6 +60,7 @@ type options struct {
 	vocabPath  string
 	maxPixels  int64
 	hfCrop     bool
+	precision  Precision
 }
 
 // Option configures Load.
@@ -127,7 +128,11 @@ func Load(ctx context.Context, path string, opts ...Option) (*Model, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	eng, err := engine.Build(arch, ck.Tensors, engine.Options{Threads: o.threads})
+	prec, err := enginePrecision(o.precision)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := engine.Build(arch, ck.Tensors, engine.Options{Threads: o.threads, Precision: prec})
 	if err != nil {
 		return nil, fmt.Errorf("tinyclip: %s: %w", path, err)
 	}

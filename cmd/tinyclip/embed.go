@@ -25,14 +25,16 @@ type modelFlags struct {
 
 func addModelFlags(fs *flag.FlagSet) modelFlags {
 	return modelFlags{
-		model:   fs.String("model", "", "model: a .pt or .safetensors file, a model directory, or a zoo name found in the Hugging Face cache"),
+		model:   fs.String("model", "", "model: a .pt or .safetensors file, a model directory, a zoo name (see 'tinyclip models'), a Hugging Face repo id org/name[@revision] or a release URL; downloaded into the Hugging Face cache when needed"),
 		config:  fs.String("config", "", "config.json giving the architecture (needed for checkpoints without one whose head width is not 64)"),
 		vocab:   fs.String("vocab", "", "tokenizer vocabulary file (default: the one next to the model, else built in)"),
 		threads: fs.Int("threads", 0, "goroutines per call (default GOMAXPROCS)"),
 	}
 }
 
-func (f modelFlags) load(ctx context.Context, e *env, defaultModel string) (*tinyclip.Model, error) {
+// load resolves and loads the --model (defaultModel when it is empty), with
+// the flags' options and extra ones.
+func (f modelFlags) load(ctx context.Context, e *env, defaultModel string, extra ...tinyclip.Option) (*tinyclip.Model, error) {
 	path := *f.model
 	if path == "" {
 		if defaultModel == "" {
@@ -40,7 +42,7 @@ func (f modelFlags) load(ctx context.Context, e *env, defaultModel string) (*tin
 		}
 		path = defaultModel
 	}
-	resolved, err := resolveModel(path)
+	resolved, err := resolveModelCtx(ctx, e.stderr, path)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +56,7 @@ func (f modelFlags) load(ctx context.Context, e *env, defaultModel string) (*tin
 	if *f.threads > 0 {
 		opts = append(opts, tinyclip.WithThreads(*f.threads))
 	}
-	return tinyclip.Load(ctx, resolved, opts...)
+	return tinyclip.Load(ctx, resolved, append(opts, extra...)...)
 }
 
 // input is one --image or --text argument, in command-line order.

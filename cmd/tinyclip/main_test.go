@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tinyclip-go/tinyclip/internal/fixtures"
+	"github.com/tinyclip-go/tinyclip/internal/hub/hubtest"
 	"github.com/tinyclip-go/tinyclip/internal/npy"
 )
 
@@ -289,11 +290,50 @@ func TestClassify(t *testing.T) {
 	if _, stderr, code := runCLI(t, "", "classify", "--model", filepath.Join(dir, "vit-p16"), "--labels", "a,,b", img); code != 2 || !strings.Contains(stderr, "empty label") {
 		t.Errorf("empty label: exit %d, %q", code, stderr)
 	}
-	// Without --model the zoo default is looked up in the (empty) HF cache.
-	t.Setenv("HF_HUB_CACHE", t.TempDir())
+	// Without --model the zoo default, TinyCLIP-ViT-8M-16-Text-3M, is
+	// downloaded from the hub (here a fake one serving the fixture model in
+	// the Hugging Face layout under the real repository id).
+	repo, err := hubtest.LoadDir("wkcn/TinyCLIP-ViT-8M-16-Text-3M-YFCC15M", filepath.Join(dir, "vit-p16", "hf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := hubtest.New(repo)
+	defer srv.Close()
+	home := t.TempDir()
+	t.Setenv("HF_HOME", home)
+	t.Setenv("HF_HUB_CACHE", "")
+	t.Setenv("HF_TOKEN", "")
+	t.Setenv("HF_ENDPOINT", srv.URL)
+	t.Setenv("HF_HUB_OFFLINE", "")
+	defOut, stderr, code := runCLI(t, "", "classify", "--labels", "a photo of a cat,a dog", "--json", img)
+	if code != 0 {
+		t.Fatalf("default model: exit %d, %s", code, stderr)
+	}
+	var r struct{ Probs []float64 }
+	if err := json.Unmarshal([]byte(defOut), &r); err != nil {
+		t.Fatal(err)
+	}
+	l0, l1 := float64(logits.F32[8+0]), float64(logits.F32[8+5]) // b_wide is image 1
+	if p0 := 1 / (1 + math.Exp(l1-l0)); len(r.Probs) != 2 || math.Abs(r.Probs[0]-p0) > 2e-3 {
+		t.Errorf("default model: probs %v, want [%v %v]", r.Probs, p0, 1-p0)
+	}
+	if _, err := os.Stat(filepath.Join(home, "hub", "models--wkcn--TinyCLIP-ViT-8M-16-Text-3M-YFCC15M", "refs", "main")); err != nil {
+		t.Errorf("not in the hub cache: %v", err)
+	}
+	// Offline, the cached copy is used without a request.
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	srv.ResetRequests()
+	if _, stderr, code := runCLI(t, "", "classify", "--labels", "a,b", img); code != 0 {
+		t.Errorf("offline with a cache: exit %d, %s", code, stderr)
+	}
+	if n := len(srv.Requests()); n != 0 {
+		t.Errorf("offline run made %d requests", n)
+	}
+	// Offline with an empty cache: a clear error.
+	t.Setenv("HF_HOME", t.TempDir())
 	_, stderr, code = runCLI(t, "", "classify", "--labels", "a,b", img)
-	if code != 1 || !strings.Contains(stderr, "wkcn/TinyCLIP-ViT-8M-16-Text-3M") || !strings.Contains(stderr, "--model") {
-		t.Errorf("default model: exit %d, %q", code, stderr)
+	if code != 1 || !strings.Contains(stderr, "wkcn/TinyCLIP-ViT-8M-16-Text-3M") || !strings.Contains(stderr, "HF_HUB_OFFLINE") || !strings.Contains(stderr, "--model") {
+		t.Errorf("offline without a cache: exit %d, %q", code, stderr)
 	}
 }
 

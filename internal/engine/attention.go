@@ -1,7 +1,8 @@
 package engine
 
-// attnQueryBlock is the number of query rows whose scores are held at once.
-const attnQueryBlock = 32
+// attnQueryBlock is the number of query rows whose scores are held at once
+// (96 rows × 197 keys = 74 KiB, in L2).
+const attnQueryBlock = 96
 
 // attendHead computes one head of scaled dot-product attention for queries
 // [q0, q1) of one sequence of n tokens. The sequence's projected rows are
@@ -9,12 +10,34 @@ const attnQueryBlock = 32
 // 1/√d), key at column a+h·d and value at column 2a+h·d. With causal, query t
 // sees keys 0…t only. The output of query t goes to columns [h·d, (h+1)·d) of
 // row t−q0 of out (row stride ldo).
-func attendHead(kern *microKernel, qkv []float32, ld, off, n, a, h, d, q0, q1 int, causal bool, out []float32, ldo int) {
+//
+// The keys and values of the head are packed once as GEMM panels; for each
+// block of queries the scores go through the GEMM kernel, a vectorised
+// softmax and the GEMM kernel again, so that only one block of scores
+// exists at a time.
+//
+// With bf16 (a BF16 model whose kernel has BF16 dot products, d even) the
+// keys and values are packed in BF16 and both products run in BF16 with
+// FP32 accumulation; the softmax stays FP32.
+func attendHead(kern *microKernel, bf16 bool, qkv []float32, ld, off, n, a, h, d, q0, q1 int, causal bool, out []float32, ldo int) {
 	base := qkv[off*ld:]
-	kp := getScratch(packedLen(kern, d, n))
-	keys := packBT(kern, kp.f, base[a+h*d:], ld, n, d)
-	vp := getScratch(packedLen(kern, n, d))
-	vals := packBN(kern, vp.f, base[2*a+h*d:], ld, n, d)
+	var keys, vals *packedB
+	var kp, vp *scratch
+	if bf16 && kern.bf16 != nil && d%2 == 0 {
+		var kb, vb []uint16
+		kp, kb = bf16Scratch(packedLen(kern, d, n) + d)
+		keys = packBTBF16(kern, kb[d:], kb[:d], base[a+h*d:], ld, n, d)
+		vp, vb = bf16Scratch(packedLen(kern, n+1, d))
+		zero := getScratch(d)
+		clear(zero.f)
+		vals = packBNBF16(kern, vb, zero.f, base[2*a+h*d:], ld, n, d)
+		putScratch(zero)
+	} else {
+		kp = getScratch(packedLen(kern, d, n))
+		keys = packBT(kern, kp.f, base[a+h*d:], ld, n, d)
+		vp = getScratch(packedLen(kern, n, d))
+		vals = packBN(kern, vp.f, base[2*a+h*d:], ld, n, d)
+	}
 	qb := min(attnQueryBlock, q1-q0)
 	sp := getScratch(qb * n)
 	for t0 := q0; t0 < q1; t0 += qb {
@@ -24,10 +47,10 @@ func attendHead(kern *microKernel, qkv []float32, ld, off, n, a, h, d, q0, q1 in
 		for r := range rows {
 			row := s[r*n : (r+1)*n]
 			if causal {
-				softmax(row[:t0+r+1])
+				kern.softmax(row[:t0+r+1])
 				clear(row[t0+r+1:])
 			} else {
-				softmax(row)
+				kern.softmax(row)
 			}
 		}
 		sgemm(1, rows, s, n, vals, out[(t0-q0)*ldo+h*d:], ldo, epilogue{})

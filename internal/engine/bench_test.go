@@ -136,6 +136,14 @@ var vit8M16 = config.Arch{
 	Text: text(512, regular(256, 64, 3, 1024, config.GELU)),
 }
 
+// vit40M32 is TinyCLIP-ViT-40M-32-Text-19M.
+var vit40M32 = config.Arch{
+	EmbedDim: 512,
+	Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 224, Embed: 512, PatchSize: 32,
+		Transformer: regular(512, 64, 12, 2048, config.GELU)},
+	Text: text(512, regular(512, 64, 6, 2048, config.GELU)),
+}
+
 // resnet19M is TinyCLIP-ResNet-19M-Text-19M.
 var resnet19M = config.Arch{
 	EmbedDim: 1024,
@@ -149,7 +157,7 @@ var (
 	benchTensors = map[string]map[string]*tensor.Tensor{}
 )
 
-func benchModel(b *testing.B, name string, a *config.Arch) *Model {
+func benchModel(b *testing.B, name string, a *config.Arch, prec Precision) *Model {
 	b.Helper()
 	benchMu.Lock()
 	ts, ok := benchTensors[name]
@@ -158,11 +166,20 @@ func benchModel(b *testing.B, name string, a *config.Arch) *Model {
 		benchTensors[name] = ts
 	}
 	benchMu.Unlock()
-	m, err := Build(a, ts, Options{})
+	m, err := Build(a, ts, Options{Precision: prec})
 	if err != nil {
 		b.Fatal(err)
 	}
 	return m
+}
+
+// precisions lists the precisions the tower benchmarks run (BF16 only
+// where the CPU has it).
+func precisions() []Precision {
+	if defaultKernel().bf16 != nil {
+		return []Precision{FP32, BF16}
+	}
+	return []Precision{FP32}
 }
 
 func randomPixels(n, size int) []float32 {
@@ -175,28 +192,31 @@ func randomPixels(n, size int) []float32 {
 }
 
 func benchImages(b *testing.B, name string, a *config.Arch) {
-	m := benchModel(b, name, a)
-	for _, n := range []int{1, 8} {
-		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
-			px := randomPixels(n, m.ImageSize())
-			ctx := context.Background()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := m.EncodeImages(ctx, px, n); err != nil {
-					b.Fatal(err)
+	for _, prec := range precisions() {
+		m := benchModel(b, name, a, prec)
+		for _, n := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/batch=%d", prec, n), func(b *testing.B) {
+				px := randomPixels(n, m.ImageSize())
+				ctx := context.Background()
+				b.ResetTimer()
+				for range b.N {
+					if _, err := m.EncodeImages(ctx, px, n); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N*n), "ms/image")
-			b.ReportMetric(float64(resolveThreads(0)), "threads")
-		})
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N*n), "ms/image")
+				b.ReportMetric(float64(resolveThreads(0)), "threads")
+			})
+		}
 	}
 }
 
 func BenchmarkEncodeImageViT8M16(b *testing.B)   { benchImages(b, "vit8M16", &vit8M16) }
 func BenchmarkEncodeImageResNet19M(b *testing.B) { benchImages(b, "resnet19M", &resnet19M) }
+func BenchmarkEncodeImageViT40M32(b *testing.B)  { benchImages(b, "vit40M32", &vit40M32) }
 
 func benchTexts(b *testing.B, name string, a *config.Arch) {
-	m := benchModel(b, name, a)
+	m := benchModel(b, name, a, FP32)
 	for _, tokens := range []int{9, 77} {
 		for _, n := range []int{1, 8} {
 			b.Run(fmt.Sprintf("tokens=%d/batch=%d", tokens, n), func(b *testing.B) {
@@ -239,6 +259,22 @@ func BenchmarkSGEMM(b *testing.B) {
 				pb := packBT(kern, make([]float32, packedLen(kern, sz.k, sz.n)), w, sz.k, sz.n, sz.k)
 				c := make([]float32, sz.m*sz.n)
 				threads := resolveThreads(0) // GOMAXPROCS, set by -cpu
+				b.ResetTimer()
+				for range b.N {
+					sgemm(threads, sz.m, a, sz.k, pb, c, sz.n, epilogue{})
+				}
+				b.ReportMetric(2*float64(sz.m*sz.n*sz.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+			if kern.bf16 == nil {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s-bf16/%dx%dx%d", kern.name, sz.m, sz.n, sz.k), func(b *testing.B) {
+				a := randSlice(r, sz.m*sz.k)
+				w := randSlice(r, sz.n*sz.k)
+				pb := packBT(kern, make([]float32, packedLen(kern, sz.k, sz.n)), w, sz.k, sz.n, sz.k)
+				pb.toBF16Packed()
+				c := make([]float32, sz.m*sz.n)
+				threads := resolveThreads(0)
 				b.ResetTimer()
 				for range b.N {
 					sgemm(threads, sz.m, a, sz.k, pb, c, sz.n, epilogue{})
@@ -290,6 +326,60 @@ func TestRandomArchitectures(t *testing.T) {
 			if err != nil || len(txt) != e {
 				t.Fatalf("EncodeTexts: %d values, %v", len(txt), err)
 			}
+		})
+	}
+}
+
+// BenchmarkAttendHead times one head of ViT-8M/16 attention (197 tokens,
+// head width 64): the key/value packing, both products and the softmax.
+func BenchmarkAttendHead(b *testing.B) {
+	r := rand.New(rand.NewPCG(2, 2))
+	const n, d, heads = 197, 64, 4
+	a := heads * d
+	qkv := randSlice(r, n*3*a)
+	out := make([]float32, n*a)
+	for _, kern := range kernels() {
+		for _, bf := range []bool{false, true} {
+			if bf && kern.bf16 == nil {
+				continue
+			}
+			name := kern.name
+			if bf {
+				name += "-bf16"
+			}
+			b.Run(name, func(b *testing.B) {
+				for range b.N {
+					attendHead(kern, bf, qkv, 3*a, 0, n, a, 1, d, 0, n, false, out, a)
+				}
+				b.ReportMetric(2*2*float64(n*n*d)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkConv3x3 times a 3×3 stride-1 convolution of ResNet-19M's first
+// stage (56×56, 44 → 44 channels, BatchNorm folded, ReLU): implicit GEMM
+// with the AVX-512 kernel, im2col with the others.
+func BenchmarkConv3x3(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 3))
+	const h, w, cin, cout = 56, 56, 44, 44
+	x := randSlice(r, h*w*cin)
+	y := make([]float32, h*w*cout)
+	for _, kern := range kernels() {
+		l := &loader{kern: kern, used: map[string]bool{}, tensors: map[string]*tensor.Tensor{
+			"c.weight":        tensor.FromFloat32("c.weight", []int{cout, cin, 3, 3}, randSlice(r, cout*cin*9)),
+			"bn.weight":       tensor.FromFloat32("bn.weight", []int{cout}, randSlice(r, cout)),
+			"bn.bias":         tensor.FromFloat32("bn.bias", []int{cout}, randSlice(r, cout)),
+			"bn.running_mean": tensor.FromFloat32("bn.running_mean", []int{cout}, randSlice(r, cout)),
+			"bn.running_var":  tensor.FromFloat32("bn.running_var", []int{cout}, make([]float32, cout)),
+		}}
+		c := l.conv("c", "bn", cin, cout, 3, 1)
+		b.Run(kern.name, func(b *testing.B) {
+			threads := resolveThreads(0)
+			for range b.N {
+				c.forward(threads, y, x, h, w, epilogue{bias: c.bias, act: actReLU})
+			}
+			b.ReportMetric(2*float64(h*w*cout*cin*9)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }

@@ -27,6 +27,7 @@ type loader struct {
 	tensors map[string]*tensor.Tensor
 	used    map[string]bool
 	kern    *microKernel
+	bf16    bool // pack weights in BF16
 	err     error
 }
 
@@ -108,12 +109,20 @@ func (l *loader) linear(prefix string, out, in int, scaleRows int, scale float32
 
 // packT packs W [n×k] (a Linear weight) as the B = Wᵀ operand.
 func (l *loader) packT(w []float32, n, k int) *packedB {
-	return packBT(l.kern, make([]float32, packedLen(l.kern, k, n)), w, k, n, k)
+	return l.reduce(packBT(l.kern, make([]float32, packedLen(l.kern, k, n)), w, k, n, k))
+}
+
+// reduce converts a packed weight to the model's precision.
+func (l *loader) reduce(b *packedB) *packedB {
+	if l.bf16 {
+		b.toBF16Packed()
+	}
+	return b
 }
 
 // packN packs P [k×n] (a projection matrix, y = x·P) as the B operand.
 func (l *loader) packN(p []float32, k, n int) *packedB {
-	return packBN(l.kern, make([]float32, packedLen(l.kern, k, n)), p, n, k, n)
+	return l.reduce(packBN(l.kern, make([]float32, packedLen(l.kern, k, n)), p, n, k, n))
 }
 
 // checkUnused reports tensors that were never used, except BatchNorm's

@@ -2,33 +2,36 @@
 
 #include "textflag.h"
 
-// Micro-kernels for the GEMM of sgemm.go: c[i·ldc+j] += Σ_k a[k·mr+i]·b[k·nr+j]
-// over kc ≥ 1 steps, for an mr×nr tile. Go wrappers in kernel_amd64.go check
-// the slice bounds before calling them.
+// GEMM micro-kernels for sgemm.go. Each call computes `strips` tiles of
+// mr rows × one packed B panel:
+//
+//	for s < strips, i < mr, j < w:
+//	    c[(s·mr+i)·ldc + j] = [c[…] +] Σ_{k<kc} a[(s·mr+i)·lda + k]·b[k·pw + j] [+ bias[j]]
+//
+// A is read in place (row-major, row stride lda floats); each of its values
+// is broadcast into the FMAs as an EVEX embedded-broadcast memory operand.
+// b is a packed panel (kc steps of pw = 32 or 16 values). flags bit 0
+// (gemmLoad) adds the existing C, bit 1 (gemmBias) adds bias. Columns j ≥ w
+// (mask = 2^w − 1) of C and bias are neither read nor written. The Go
+// wrappers in kernel_amd64.go check the slice bounds.
 
-// AVX512_ROW(off, acc0, acc1) adds a[off/4]·(Z24, Z25) to two
-// accumulators, broadcasting a[off/4] from memory inside the FMAs.
-#define AVX512_ROW(off, acc0, acc1) \
-	VFMADD231PS.BCST off(AX), Z24, acc0 \
-	VFMADD231PS.BCST off(AX), Z25, acc1
+#include "gemm_amd64.h"
 
-// AVX512_STORE(acc0, acc1) adds two accumulators to 32 floats at DX and
-// advances DX by one row.
-#define AVX512_STORE(acc0, acc1) \
-	VADDPS  (DX), acc0, acc0 \
-	VMOVUPS acc0, (DX) \
-	VADDPS  64(DX), acc1, acc1 \
-	VMOVUPS acc1, 64(DX) \
-	ADDQ    SI, DX
+// func gemm12x32AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+TEXT ·gemm12x32AVX512(SB), NOSPLIT, $0-80
+	SETUP
 
-// func kernel12x32AVX512(kc int, a, b, c *float32, ldc int)
-TEXT ·kernel12x32AVX512(SB), NOSPLIT, $0-40
-	MOVQ kc+0(FP), CX
-	MOVQ a+8(FP), AX
-	MOVQ b+16(FP), BX
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), SI
-	SHLQ $2, SI
+strip32:
+	// Row bases of this strip.
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	LEAQ (R11)(R8*2), R12
+	ADDQ R8, R12
+	MOVQ R9, R14          // strip start, to advance to the next strip
+	MOVQ BX, R15          // panel start
+	MOVQ CX, AX
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -54,65 +57,804 @@ TEXT ·kernel12x32AVX512(SB), NOSPLIT, $0-40
 	VPXORD Z22, Z22, Z22
 	VPXORD Z23, Z23, Z23
 
-loop512:
-	VMOVUPS (BX), Z24
-	VMOVUPS 64(BX), Z25
-	AVX512_ROW(0, Z0, Z1)
-	AVX512_ROW(4, Z2, Z3)
-	AVX512_ROW(8, Z4, Z5)
-	AVX512_ROW(12, Z6, Z7)
-	AVX512_ROW(16, Z8, Z9)
-	AVX512_ROW(20, Z10, Z11)
-	AVX512_ROW(24, Z12, Z13)
-	AVX512_ROW(28, Z14, Z15)
-	AVX512_ROW(32, Z16, Z17)
-	AVX512_ROW(36, Z18, Z19)
-	AVX512_ROW(40, Z20, Z21)
-	AVX512_ROW(44, Z22, Z23)
-	ADDQ $48, AX
-	ADDQ $128, BX
-	DECQ CX
-	JNZ  loop512
+k32:
+	VMOVUPS (R15), Z24
+	VMOVUPS 64(R15), Z25
+	FMA2(A0, Z0, Z1)
+	FMA2(A1, Z2, Z3)
+	FMA2(A2, Z4, Z5)
+	FMA2(A3, Z6, Z7)
+	FMA2(A4, Z8, Z9)
+	FMA2(A5, Z10, Z11)
+	FMA2(A6, Z12, Z13)
+	FMA2(A7, Z14, Z15)
+	FMA2(A8, Z16, Z17)
+	FMA2(A9, Z18, Z19)
+	FMA2(A10, Z20, Z21)
+	FMA2(A11, Z22, Z23)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $128, R15
+	DECQ AX
+	JNZ  k32
 
-	AVX512_STORE(Z0, Z1)
-	AVX512_STORE(Z2, Z3)
-	AVX512_STORE(Z4, Z5)
-	AVX512_STORE(Z6, Z7)
-	AVX512_STORE(Z8, Z9)
-	AVX512_STORE(Z10, Z11)
-	AVX512_STORE(Z12, Z13)
-	AVX512_STORE(Z14, Z15)
-	AVX512_STORE(Z16, Z17)
-	AVX512_STORE(Z18, Z19)
-	AVX512_STORE(Z20, Z21)
-	AVX512_STORE(Z22, Z23)
+	TESTQ $FLAG_LOAD, R13
+	JNZ   acc32
+	ST2_NEW(Z0, Z1)
+	ST2_NEW(Z2, Z3)
+	ST2_NEW(Z4, Z5)
+	ST2_NEW(Z6, Z7)
+	ST2_NEW(Z8, Z9)
+	ST2_NEW(Z10, Z11)
+	ST2_NEW(Z12, Z13)
+	ST2_NEW(Z14, Z15)
+	ST2_NEW(Z16, Z17)
+	ST2_NEW(Z18, Z19)
+	ST2_NEW(Z20, Z21)
+	ST2_NEW(Z22, Z23)
+	JMP next32
+
+acc32:
+	ST2_ACC(Z0, Z1)
+	ST2_ACC(Z2, Z3)
+	ST2_ACC(Z4, Z5)
+	ST2_ACC(Z6, Z7)
+	ST2_ACC(Z8, Z9)
+	ST2_ACC(Z10, Z11)
+	ST2_ACC(Z12, Z13)
+	ST2_ACC(Z14, Z15)
+	ST2_ACC(Z16, Z17)
+	ST2_ACC(Z18, Z19)
+	ST2_ACC(Z20, Z21)
+	ST2_ACC(Z22, Z23)
+
+next32:
+	// Next strip: 12 rows further in A (DX has already moved 12 rows of C).
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*8), R9
+	DECQ DI
+	JNZ  strip32
 	VZEROUPPER
 	RET
 
-// AVX2_ROW(off, t, acc0, acc1) broadcasts a[off/4] into t and adds
-// t·(Y12, Y13) to two accumulators.
-#define AVX2_ROW(off, t, acc0, acc1) \
-	VBROADCASTSS off(AX), t \
-	VFMADD231PS  Y12, t, acc0 \
-	VFMADD231PS  Y13, t, acc1
+// func gemm12x16AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+TEXT ·gemm12x16AVX512(SB), NOSPLIT, $0-80
+	SETUP
 
-// AVX2_STORE(acc0, acc1) adds two accumulators to 16 floats at DX and
-// advances DX by one row.
-#define AVX2_STORE(acc0, acc1) \
+strip16:
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	LEAQ (R11)(R8*2), R12
+	ADDQ R8, R12
+	MOVQ R9, R14
+	MOVQ BX, R15
+	MOVQ CX, AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+
+k16:
+	VMOVUPS (R15), Z24
+	FMA1(A0, Z0)
+	FMA1(A1, Z1)
+	FMA1(A2, Z2)
+	FMA1(A3, Z3)
+	FMA1(A4, Z4)
+	FMA1(A5, Z5)
+	FMA1(A6, Z6)
+	FMA1(A7, Z7)
+	FMA1(A8, Z8)
+	FMA1(A9, Z9)
+	FMA1(A10, Z10)
+	FMA1(A11, Z11)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $64, R15
+	DECQ AX
+	JNZ  k16
+
+	TESTQ $FLAG_LOAD, R13
+	JNZ   acc16
+	ST1_NEW(Z0)
+	ST1_NEW(Z1)
+	ST1_NEW(Z2)
+	ST1_NEW(Z3)
+	ST1_NEW(Z4)
+	ST1_NEW(Z5)
+	ST1_NEW(Z6)
+	ST1_NEW(Z7)
+	ST1_NEW(Z8)
+	ST1_NEW(Z9)
+	ST1_NEW(Z10)
+	ST1_NEW(Z11)
+	JMP next16
+
+acc16:
+	ST1_ACC(Z0)
+	ST1_ACC(Z1)
+	ST1_ACC(Z2)
+	ST1_ACC(Z3)
+	ST1_ACC(Z4)
+	ST1_ACC(Z5)
+	ST1_ACC(Z6)
+	ST1_ACC(Z7)
+	ST1_ACC(Z8)
+	ST1_ACC(Z9)
+	ST1_ACC(Z10)
+	ST1_ACC(Z11)
+
+next16:
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*8), R9
+	DECQ DI
+	JNZ  strip16
+	VZEROUPPER
+	RET
+
+// func gemm4x32AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+// The 4-row variant of gemm12x32AVX512 for the last rows of a matrix.
+TEXT ·gemm4x32AVX512(SB), NOSPLIT, $0-80
+	SETUP
+
+strip4:
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	MOVQ R9, R14
+	MOVQ BX, R15
+	MOVQ CX, AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+k4:
+	VMOVUPS (R15), Z24
+	VMOVUPS 64(R15), Z25
+	FMA2(A0, Z0, Z1)
+	FMA2(A1, Z2, Z3)
+	FMA2(A2, Z4, Z5)
+	FMA2(A3, Z6, Z7)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $128, R15
+	DECQ AX
+	JNZ  k4
+
+	TESTQ $FLAG_LOAD, R13
+	JNZ   acc4
+	ST2_NEW(Z0, Z1)
+	ST2_NEW(Z2, Z3)
+	ST2_NEW(Z4, Z5)
+	ST2_NEW(Z6, Z7)
+	JMP next4
+
+acc4:
+	ST2_ACC(Z0, Z1)
+	ST2_ACC(Z2, Z3)
+	ST2_ACC(Z4, Z5)
+	ST2_ACC(Z6, Z7)
+
+next4:
+	LEAQ (R14)(R8*4), R9
+	DECQ DI
+	JNZ  strip4
+	VZEROUPPER
+	RET
+
+// func gemm8x32AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+// The 8-row variant of gemm12x32AVX512 for the last rows of a matrix.
+TEXT ·gemm8x32AVX512(SB), NOSPLIT, $0-80
+	SETUP
+
+strip8:
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	MOVQ R9, R14
+	MOVQ BX, R15
+	MOVQ CX, AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+k8:
+	VMOVUPS (R15), Z24
+	VMOVUPS 64(R15), Z25
+	FMA2(A0, Z0, Z1)
+	FMA2(A1, Z2, Z3)
+	FMA2(A2, Z4, Z5)
+	FMA2(A3, Z6, Z7)
+	FMA2(A4, Z8, Z9)
+	FMA2(A5, Z10, Z11)
+	FMA2(A6, Z12, Z13)
+	FMA2(A7, Z14, Z15)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $128, R15
+	DECQ AX
+	JNZ  k8
+
+	TESTQ $FLAG_LOAD, R13
+	JNZ   acc8
+	ST2_NEW(Z0, Z1)
+	ST2_NEW(Z2, Z3)
+	ST2_NEW(Z4, Z5)
+	ST2_NEW(Z6, Z7)
+	ST2_NEW(Z8, Z9)
+	ST2_NEW(Z10, Z11)
+	ST2_NEW(Z12, Z13)
+	ST2_NEW(Z14, Z15)
+	JMP next8
+
+acc8:
+	ST2_ACC(Z0, Z1)
+	ST2_ACC(Z2, Z3)
+	ST2_ACC(Z4, Z5)
+	ST2_ACC(Z6, Z7)
+	ST2_ACC(Z8, Z9)
+	ST2_ACC(Z10, Z11)
+	ST2_ACC(Z12, Z13)
+	ST2_ACC(Z14, Z15)
+
+next8:
+	LEAQ (R14)(R8*8), R9
+	DECQ DI
+	JNZ  strip8
+	VZEROUPPER
+	RET
+
+// func gemm12x32ConvAVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int, offs *int, ntaps int)
+// gemm12x32AVX512 with the k steps in ntaps segments of kc: segment t
+// reads A at byte offset offs[t] from the strip (the taps of an implicit
+// convolution over a padded map), the B panel continues across segments.
+TEXT ·gemm12x32ConvAVX512(SB), NOSPLIT, $0-96
+	SETUP
+
+cstrip:
+	MOVQ R9, R14
+	MOVQ BX, R15
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	XORQ R13, R13
+
+ctap:
+	MOVQ offs+80(FP), AX
+	MOVQ (AX)(R13*8), R9
+	ADDQ R14, R9
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	LEAQ (R11)(R8*2), R12
+	ADDQ R8, R12
+	MOVQ CX, AX
+
+ck:
+	VMOVUPS (R15), Z24
+	VMOVUPS 64(R15), Z25
+	FMA2(A0, Z0, Z1)
+	FMA2(A1, Z2, Z3)
+	FMA2(A2, Z4, Z5)
+	FMA2(A3, Z6, Z7)
+	FMA2(A4, Z8, Z9)
+	FMA2(A5, Z10, Z11)
+	FMA2(A6, Z12, Z13)
+	FMA2(A7, Z14, Z15)
+	FMA2(A8, Z16, Z17)
+	FMA2(A9, Z18, Z19)
+	FMA2(A10, Z20, Z21)
+	FMA2(A11, Z22, Z23)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $128, R15
+	DECQ AX
+	JNZ  ck
+	INCQ R13
+	CMPQ R13, ntaps+88(FP)
+	JLT  ctap
+
+	MOVQ  flags+64(FP), R13
+	TESTQ $FLAG_LOAD, R13
+	JNZ   cacc
+	ST2_NEW(Z0, Z1)
+	ST2_NEW(Z2, Z3)
+	ST2_NEW(Z4, Z5)
+	ST2_NEW(Z6, Z7)
+	ST2_NEW(Z8, Z9)
+	ST2_NEW(Z10, Z11)
+	ST2_NEW(Z12, Z13)
+	ST2_NEW(Z14, Z15)
+	ST2_NEW(Z16, Z17)
+	ST2_NEW(Z18, Z19)
+	ST2_NEW(Z20, Z21)
+	ST2_NEW(Z22, Z23)
+	JMP cnext
+
+cacc:
+	ST2_ACC(Z0, Z1)
+	ST2_ACC(Z2, Z3)
+	ST2_ACC(Z4, Z5)
+	ST2_ACC(Z6, Z7)
+	ST2_ACC(Z8, Z9)
+	ST2_ACC(Z10, Z11)
+	ST2_ACC(Z12, Z13)
+	ST2_ACC(Z14, Z15)
+	ST2_ACC(Z16, Z17)
+	ST2_ACC(Z18, Z19)
+	ST2_ACC(Z20, Z21)
+	ST2_ACC(Z22, Z23)
+
+cnext:
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*8), R9
+	DECQ DI
+	JNZ  cstrip
+	VZEROUPPER
+	RET
+
+// func gemm12x16ConvAVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int, offs *int, ntaps int)
+// The 16-column variant of gemm12x32ConvAVX512.
+TEXT ·gemm12x16ConvAVX512(SB), NOSPLIT, $0-96
+	SETUP
+
+hstrip:
+	MOVQ R9, R14
+	MOVQ BX, R15
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	XORQ R13, R13
+
+htap:
+	MOVQ offs+80(FP), AX
+	MOVQ (AX)(R13*8), R9
+	ADDQ R14, R9
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	LEAQ (R11)(R8*2), R12
+	ADDQ R8, R12
+	MOVQ CX, AX
+
+hk:
+	VMOVUPS (R15), Z24
+	FMA1(A0, Z0)
+	FMA1(A1, Z1)
+	FMA1(A2, Z2)
+	FMA1(A3, Z3)
+	FMA1(A4, Z4)
+	FMA1(A5, Z5)
+	FMA1(A6, Z6)
+	FMA1(A7, Z7)
+	FMA1(A8, Z8)
+	FMA1(A9, Z9)
+	FMA1(A10, Z10)
+	FMA1(A11, Z11)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $64, R15
+	DECQ AX
+	JNZ  hk
+	INCQ R13
+	CMPQ R13, ntaps+88(FP)
+	JLT  htap
+
+	MOVQ  flags+64(FP), R13
+	TESTQ $FLAG_LOAD, R13
+	JNZ   hacc
+	ST1_NEW(Z0)
+	ST1_NEW(Z1)
+	ST1_NEW(Z2)
+	ST1_NEW(Z3)
+	ST1_NEW(Z4)
+	ST1_NEW(Z5)
+	ST1_NEW(Z6)
+	ST1_NEW(Z7)
+	ST1_NEW(Z8)
+	ST1_NEW(Z9)
+	ST1_NEW(Z10)
+	ST1_NEW(Z11)
+	JMP hnext
+
+hacc:
+	ST1_ACC(Z0)
+	ST1_ACC(Z1)
+	ST1_ACC(Z2)
+	ST1_ACC(Z3)
+	ST1_ACC(Z4)
+	ST1_ACC(Z5)
+	ST1_ACC(Z6)
+	ST1_ACC(Z7)
+	ST1_ACC(Z8)
+	ST1_ACC(Z9)
+	ST1_ACC(Z10)
+	ST1_ACC(Z11)
+
+hnext:
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*8), R9
+	DECQ DI
+	JNZ  hstrip
+	VZEROUPPER
+	RET
+
+// func gemm12x24AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+// The 24-column variant of gemm12x32AVX512 (a last panel of 17–24 columns):
+// a zmm and a ymm accumulator per row; a ymm FMA takes half the issue
+// slots of a zmm one on CPUs that split 512-bit operations (Zen 4).
+TEXT ·gemm12x24AVX512(SB), NOSPLIT, $0-80
+	SETUP
+
+gemm12x24AVX512s:
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	LEAQ (R11)(R8*2), R12
+	ADDQ R8, R12
+	MOVQ R9, R14
+	MOVQ BX, R15
+	MOVQ CX, AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Y12, Y12, Y12
+	VPXORD Y13, Y13, Y13
+	VPXORD Y14, Y14, Y14
+	VPXORD Y15, Y15, Y15
+	VPXORD Y16, Y16, Y16
+	VPXORD Y17, Y17, Y17
+	VPXORD Y18, Y18, Y18
+	VPXORD Y19, Y19, Y19
+	VPXORD Y20, Y20, Y20
+	VPXORD Y21, Y21, Y21
+	VPXORD Y22, Y22, Y22
+	VPXORD Y23, Y23, Y23
+
+gemm12x24AVX512k:
+	VMOVUPS (R15), Z24
+	VMOVUPS 64(R15), Y25
+	VFMADD231PS.BCST A0, Z24, Z0
+	VFMADD231PS.BCST A0, Y25, Y12
+	VFMADD231PS.BCST A1, Z24, Z1
+	VFMADD231PS.BCST A1, Y25, Y13
+	VFMADD231PS.BCST A2, Z24, Z2
+	VFMADD231PS.BCST A2, Y25, Y14
+	VFMADD231PS.BCST A3, Z24, Z3
+	VFMADD231PS.BCST A3, Y25, Y15
+	VFMADD231PS.BCST A4, Z24, Z4
+	VFMADD231PS.BCST A4, Y25, Y16
+	VFMADD231PS.BCST A5, Z24, Z5
+	VFMADD231PS.BCST A5, Y25, Y17
+	VFMADD231PS.BCST A6, Z24, Z6
+	VFMADD231PS.BCST A6, Y25, Y18
+	VFMADD231PS.BCST A7, Z24, Z7
+	VFMADD231PS.BCST A7, Y25, Y19
+	VFMADD231PS.BCST A8, Z24, Z8
+	VFMADD231PS.BCST A8, Y25, Y20
+	VFMADD231PS.BCST A9, Z24, Z9
+	VFMADD231PS.BCST A9, Y25, Y21
+	VFMADD231PS.BCST A10, Z24, Z10
+	VFMADD231PS.BCST A10, Y25, Y22
+	VFMADD231PS.BCST A11, Z24, Z11
+	VFMADD231PS.BCST A11, Y25, Y23
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $96, R15
+	DECQ AX
+	JNZ  gemm12x24AVX512k
+
+	TESTQ $FLAG_LOAD, R13
+	JNZ   gemm12x24AVX512a
+	ST3_NEW(Z0, Y12)
+	ST3_NEW(Z1, Y13)
+	ST3_NEW(Z2, Y14)
+	ST3_NEW(Z3, Y15)
+	ST3_NEW(Z4, Y16)
+	ST3_NEW(Z5, Y17)
+	ST3_NEW(Z6, Y18)
+	ST3_NEW(Z7, Y19)
+	ST3_NEW(Z8, Y20)
+	ST3_NEW(Z9, Y21)
+	ST3_NEW(Z10, Y22)
+	ST3_NEW(Z11, Y23)
+	JMP gemm12x24AVX512n
+
+gemm12x24AVX512a:
+	ST3_ACC(Z0, Y12)
+	ST3_ACC(Z1, Y13)
+	ST3_ACC(Z2, Y14)
+	ST3_ACC(Z3, Y15)
+	ST3_ACC(Z4, Y16)
+	ST3_ACC(Z5, Y17)
+	ST3_ACC(Z6, Y18)
+	ST3_ACC(Z7, Y19)
+	ST3_ACC(Z8, Y20)
+	ST3_ACC(Z9, Y21)
+	ST3_ACC(Z10, Y22)
+	ST3_ACC(Z11, Y23)
+
+gemm12x24AVX512n:
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*8), R9
+	DECQ DI
+	JNZ  gemm12x24AVX512s
+	VZEROUPPER
+	RET
+
+// func gemm12x24ConvAVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int, offs *int, ntaps int)
+// The 24-column variant of gemm12x32ConvAVX512.
+TEXT ·gemm12x24ConvAVX512(SB), NOSPLIT, $0-96
+	SETUP
+
+gemm12x24ConvAVX512s:
+	MOVQ R9, R14
+	MOVQ BX, R15
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Y12, Y12, Y12
+	VPXORD Y13, Y13, Y13
+	VPXORD Y14, Y14, Y14
+	VPXORD Y15, Y15, Y15
+	VPXORD Y16, Y16, Y16
+	VPXORD Y17, Y17, Y17
+	VPXORD Y18, Y18, Y18
+	VPXORD Y19, Y19, Y19
+	VPXORD Y20, Y20, Y20
+	VPXORD Y21, Y21, Y21
+	VPXORD Y22, Y22, Y22
+	VPXORD Y23, Y23, Y23
+	XORQ R13, R13
+
+gemm12x24ConvAVX512t:
+	MOVQ offs+80(FP), AX
+	MOVQ (AX)(R13*8), R9
+	ADDQ R14, R9
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	LEAQ (R11)(R8*2), R12
+	ADDQ R8, R12
+	MOVQ CX, AX
+
+gemm12x24ConvAVX512k:
+	VMOVUPS (R15), Z24
+	VMOVUPS 64(R15), Y25
+	VFMADD231PS.BCST A0, Z24, Z0
+	VFMADD231PS.BCST A0, Y25, Y12
+	VFMADD231PS.BCST A1, Z24, Z1
+	VFMADD231PS.BCST A1, Y25, Y13
+	VFMADD231PS.BCST A2, Z24, Z2
+	VFMADD231PS.BCST A2, Y25, Y14
+	VFMADD231PS.BCST A3, Z24, Z3
+	VFMADD231PS.BCST A3, Y25, Y15
+	VFMADD231PS.BCST A4, Z24, Z4
+	VFMADD231PS.BCST A4, Y25, Y16
+	VFMADD231PS.BCST A5, Z24, Z5
+	VFMADD231PS.BCST A5, Y25, Y17
+	VFMADD231PS.BCST A6, Z24, Z6
+	VFMADD231PS.BCST A6, Y25, Y18
+	VFMADD231PS.BCST A7, Z24, Z7
+	VFMADD231PS.BCST A7, Y25, Y19
+	VFMADD231PS.BCST A8, Z24, Z8
+	VFMADD231PS.BCST A8, Y25, Y20
+	VFMADD231PS.BCST A9, Z24, Z9
+	VFMADD231PS.BCST A9, Y25, Y21
+	VFMADD231PS.BCST A10, Z24, Z10
+	VFMADD231PS.BCST A10, Y25, Y22
+	VFMADD231PS.BCST A11, Z24, Z11
+	VFMADD231PS.BCST A11, Y25, Y23
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $96, R15
+	DECQ AX
+	JNZ  gemm12x24ConvAVX512k
+	INCQ R13
+	CMPQ R13, ntaps+88(FP)
+	JLT  gemm12x24ConvAVX512t
+	MOVQ  flags+64(FP), R13
+
+	TESTQ $FLAG_LOAD, R13
+	JNZ   gemm12x24ConvAVX512a
+	ST3_NEW(Z0, Y12)
+	ST3_NEW(Z1, Y13)
+	ST3_NEW(Z2, Y14)
+	ST3_NEW(Z3, Y15)
+	ST3_NEW(Z4, Y16)
+	ST3_NEW(Z5, Y17)
+	ST3_NEW(Z6, Y18)
+	ST3_NEW(Z7, Y19)
+	ST3_NEW(Z8, Y20)
+	ST3_NEW(Z9, Y21)
+	ST3_NEW(Z10, Y22)
+	ST3_NEW(Z11, Y23)
+	JMP gemm12x24ConvAVX512n
+
+gemm12x24ConvAVX512a:
+	ST3_ACC(Z0, Y12)
+	ST3_ACC(Z1, Y13)
+	ST3_ACC(Z2, Y14)
+	ST3_ACC(Z3, Y15)
+	ST3_ACC(Z4, Y16)
+	ST3_ACC(Z5, Y17)
+	ST3_ACC(Z6, Y18)
+	ST3_ACC(Z7, Y19)
+	ST3_ACC(Z8, Y20)
+	ST3_ACC(Z9, Y21)
+	ST3_ACC(Z10, Y22)
+	ST3_ACC(Z11, Y23)
+
+gemm12x24ConvAVX512n:
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*8), R9
+	DECQ DI
+	JNZ  gemm12x24ConvAVX512s
+	VZEROUPPER
+	RET
+
+// AVX2 kernels: 6×16 and 6×8 tiles; rows via bases R9 and R10 (3 rows
+// apart), broadcasts with VBROADCASTSS, bias added from memory (R12). They
+// always store full tiles: the Go driver passes partial panels through a
+// tile buffer.
+
+#define B6_0 (R9)
+#define B6_1 (R9)(R8*1)
+#define B6_2 (R9)(R8*2)
+#define B6_3 (R10)
+#define B6_4 (R10)(R8*1)
+#define B6_5 (R10)(R8*2)
+
+#define YFMA2(mem, acc0, acc1) \
+	VBROADCASTSS mem, Y14 \
+	VFMADD231PS  Y12, Y14, acc0 \
+	VFMADD231PS  Y13, Y14, acc1
+
+#define YFMA1(mem, acc0) \
+	VBROADCASTSS mem, Y14 \
+	VFMADD231PS  Y12, Y14, acc0
+
+#define YST2(acc0, acc1) \
+	TESTQ   $FLAG_LOAD, R13 \
+	JZ      3(PC) \
 	VADDPS  (DX), acc0, acc0 \
-	VMOVUPS acc0, (DX) \
 	VADDPS  32(DX), acc1, acc1 \
+	TESTQ   $FLAG_BIAS, R13 \
+	JZ      3(PC) \
+	VADDPS  (R12), acc0, acc0 \
+	VADDPS  32(R12), acc1, acc1 \
+	VMOVUPS acc0, (DX) \
 	VMOVUPS acc1, 32(DX) \
 	ADDQ    SI, DX
 
-// func kernel6x16AVX2(kc int, a, b, c *float32, ldc int)
-TEXT ·kernel6x16AVX2(SB), NOSPLIT, $0-40
-	MOVQ kc+0(FP), CX
-	MOVQ a+8(FP), AX
-	MOVQ b+16(FP), BX
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), SI
-	SHLQ $2, SI
+#define YST1(acc0) \
+	TESTQ   $FLAG_LOAD, R13 \
+	JZ      2(PC) \
+	VADDPS  (DX), acc0, acc0 \
+	TESTQ   $FLAG_BIAS, R13 \
+	JZ      2(PC) \
+	VADDPS  (R12), acc0, acc0 \
+	VMOVUPS acc0, (DX) \
+	ADDQ    SI, DX
+
+#define YSETUP \
+	MOVQ kc+0(FP), CX \
+	MOVQ a+8(FP), R9 \
+	MOVQ lda+16(FP), R8 \
+	SHLQ $2, R8 \
+	MOVQ b+24(FP), BX \
+	MOVQ c+32(FP), DX \
+	MOVQ ldc+40(FP), SI \
+	SHLQ $2, SI \
+	MOVQ strips+48(FP), DI \
+	MOVQ bias+56(FP), R12 \
+	MOVQ flags+64(FP), R13
+
+// func gemm6x16AVX2(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+TEXT ·gemm6x16AVX2(SB), NOSPLIT, $0-80
+	YSETUP
+
+ystrip16:
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	MOVQ R9, R14
+	MOVQ BX, R15
+	MOVQ CX, AX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -126,25 +868,74 @@ TEXT ·kernel6x16AVX2(SB), NOSPLIT, $0-40
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-loop256:
-	VMOVUPS (BX), Y12
-	VMOVUPS 32(BX), Y13
-	AVX2_ROW(0, Y14, Y0, Y1)
-	AVX2_ROW(4, Y15, Y2, Y3)
-	AVX2_ROW(8, Y14, Y4, Y5)
-	AVX2_ROW(12, Y15, Y6, Y7)
-	AVX2_ROW(16, Y14, Y8, Y9)
-	AVX2_ROW(20, Y15, Y10, Y11)
-	ADDQ $24, AX
-	ADDQ $64, BX
-	DECQ CX
-	JNZ  loop256
+yk16:
+	VMOVUPS (R15), Y12
+	VMOVUPS 32(R15), Y13
+	YFMA2(B6_0, Y0, Y1)
+	YFMA2(B6_1, Y2, Y3)
+	YFMA2(B6_2, Y4, Y5)
+	YFMA2(B6_3, Y6, Y7)
+	YFMA2(B6_4, Y8, Y9)
+	YFMA2(B6_5, Y10, Y11)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $64, R15
+	DECQ AX
+	JNZ  yk16
 
-	AVX2_STORE(Y0, Y1)
-	AVX2_STORE(Y2, Y3)
-	AVX2_STORE(Y4, Y5)
-	AVX2_STORE(Y6, Y7)
-	AVX2_STORE(Y8, Y9)
-	AVX2_STORE(Y10, Y11)
+	YST2(Y0, Y1)
+	YST2(Y2, Y3)
+	YST2(Y4, Y5)
+	YST2(Y6, Y7)
+	YST2(Y8, Y9)
+	YST2(Y10, Y11)
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*2), R9
+	DECQ DI
+	JNZ  ystrip16
+	VZEROUPPER
+	RET
+
+// func gemm6x8AVX2(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+TEXT ·gemm6x8AVX2(SB), NOSPLIT, $0-80
+	YSETUP
+
+ystrip8:
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	MOVQ R9, R14
+	MOVQ BX, R15
+	MOVQ CX, AX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+yk8:
+	VMOVUPS (R15), Y12
+	YFMA1(B6_0, Y0)
+	YFMA1(B6_1, Y1)
+	YFMA1(B6_2, Y2)
+	YFMA1(B6_3, Y3)
+	YFMA1(B6_4, Y4)
+	YFMA1(B6_5, Y5)
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $32, R15
+	DECQ AX
+	JNZ  yk8
+
+	YST1(Y0)
+	YST1(Y1)
+	YST1(Y2)
+	YST1(Y3)
+	YST1(Y4)
+	YST1(Y5)
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*2), R9
+	DECQ DI
+	JNZ  ystrip8
 	VZEROUPPER
 	RET

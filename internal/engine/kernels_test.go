@@ -337,7 +337,7 @@ func TestAttendHead(t *testing.T) {
 			for _, kern := range kernels() {
 				out := make([]float32, tt.n*a)
 				for h := range tt.heads {
-					attendHead(kern, scaled, ld, off, tt.n, a, h, tt.d, 0, tt.n, tt.causal, out, a)
+					attendHead(kern, false, scaled, ld, off, tt.n, a, h, tt.d, 0, tt.n, tt.causal, out, a)
 				}
 				if d := maxRelDiff(out, want); d > 1e-5 {
 					t.Errorf("%s: all queries: max relative difference %.3g", kern.name, d)
@@ -346,10 +346,22 @@ func TestAttendHead(t *testing.T) {
 				q := tt.n - 1
 				one := make([]float32, a)
 				for h := range tt.heads {
-					attendHead(kern, scaled, ld, off, tt.n, a, h, tt.d, q, q+1, tt.causal, one, a)
+					attendHead(kern, false, scaled, ld, off, tt.n, a, h, tt.d, q, q+1, tt.causal, one, a)
 				}
 				if d := maxRelDiff(one, want[q*a:(q+1)*a]); d > 1e-5 {
 					t.Errorf("%s: query %d: max relative difference %.3g", kern.name, q, d)
+				}
+				if kern.bf16 == nil {
+					continue
+				}
+				// BF16 products: each operand rounded to 8 significant
+				// bits (relative error ≤ 2⁻⁹), sums in FP32.
+				bf := make([]float32, tt.n*a)
+				for h := range tt.heads {
+					attendHead(kern, true, scaled, ld, off, tt.n, a, h, tt.d, 0, tt.n, tt.causal, bf, a)
+				}
+				if d := maxRelDiff(bf, want); d > 2e-2 || d == 0 {
+					t.Errorf("%s bf16: max relative difference %.3g, want in (0, 2e-2]", kern.name, d)
 				}
 			}
 		})
@@ -424,7 +436,11 @@ func TestConv(t *testing.T) {
 						}
 					}
 					out := make([]float32, oh*ow*tt.cout)
-					gh, gw := c.forward(threads, out, hwc, tt.h, tt.w, epilogue{bias: c.bias})
+					// ReLU as in the ResNet (fused into the AVX-512 kernels).
+					for i := range want {
+						want[i] = math.Max(want[i], 0)
+					}
+					gh, gw := c.forward(threads, out, hwc, tt.h, tt.w, epilogue{bias: c.bias, act: actReLU})
 					if gh != oh || gw != ow {
 						t.Fatalf("output %d×%d, want %d×%d", gh, gw, oh, ow)
 					}

@@ -15,6 +15,10 @@ type Options struct {
 	// Threads is the number of goroutines one call may use; 0 means
 	// GOMAXPROCS at the time of the call.
 	Threads int
+	// Precision selects the arithmetic of the weight products (default
+	// FP32). BF16 needs AVX512-BF16; elsewhere the model runs in FP32
+	// (Model.Precision reports which).
+	Precision Precision
 
 	kernel *microKernel // nil: the default kernel
 }
@@ -25,6 +29,8 @@ type Model struct {
 	arch       config.Arch
 	threads    int
 	logitScale float32
+	precision  Precision
+	kern       *microKernel
 	vit        *vitTower
 	resnet     *resnetTower
 	text       *textTower
@@ -47,8 +53,15 @@ func Build(arch *config.Arch, tensors map[string]*tensor.Tensor, opts Options) (
 	if kern == nil {
 		kern = defaultKernel()
 	}
+	if opts.Precision > BF16 {
+		return nil, fmt.Errorf("engine: unknown precision %d", opts.Precision)
+	}
 	l := &loader{tensors: tensors, used: make(map[string]bool), kern: kern}
-	m := &Model{arch: a, threads: opts.Threads}
+	m := &Model{arch: a, threads: opts.Threads, precision: FP32, kern: kern}
+	if opts.Precision == BF16 && kern.bf16 != nil {
+		l.bf16 = true
+		m.precision = BF16
+	}
 	var err error
 	switch a.Vision.Kind {
 	case config.KindViT:
@@ -145,7 +158,7 @@ func checkTransformer(tower string, t *config.Transformer) error {
 // buildTransformer loads the blocks under prefix+"transformer.resblocks.".
 func buildTransformer(l *loader, prefix string, t *config.Transformer) transformer {
 	act, _ := activationOf(t.Act)
-	tr := transformer{width: t.Width, headDim: t.HeadDim, act: act, blocks: make([]block, len(t.Blocks))}
+	tr := transformer{kern: l.kern, bf16: l.bf16, width: t.Width, headDim: t.HeadDim, act: act, blocks: make([]block, len(t.Blocks))}
 	w, d := t.Width, t.HeadDim
 	for i, bc := range t.Blocks {
 		p := fmt.Sprintf("%stransformer.resblocks.%d.", prefix, i)
@@ -187,6 +200,14 @@ func buildTransformer(l *loader, prefix string, t *config.Transformer) transform
 
 func (m *Model) threadCount() int { return resolveThreads(m.threads) }
 
+// Precision returns the arithmetic the model runs with: the Precision of
+// its Options, or FP32 where the CPU lacks what that precision needs.
+func (m *Model) Precision() Precision { return m.precision }
+
+// Kernel names the GEMM micro-kernel the model was built with ("avx512",
+// "avx2" or "generic").
+func (m *Model) Kernel() string { return m.kern.name }
+
 // Arch returns the architecture the model was built with.
 func (m *Model) Arch() config.Arch { return cloneArch(&m.arch) }
 
@@ -212,17 +233,56 @@ func (m *Model) EncodeImages(ctx context.Context, pixels []float32, n int) ([]fl
 		return nil, fmt.Errorf("engine: encode images: %d pixel values, want %d (%d images of 3×%d×%d)",
 			len(pixels), n*3*s*s, n, s, s)
 	}
-	out := make([]float32, n*m.arch.EmbedDim)
-	var err error
-	if m.vit != nil {
-		err = m.vit.encode(ctx, m.threadCount(), pixels, n, out)
-	} else {
-		err = m.resnet.encode(ctx, m.threadCount(), pixels, n, out)
-	}
+	e := m.arch.EmbedDim
+	out := make([]float32, n*e)
+	img := 3 * s * s
+	err := inGroups(m.threadCount(), n, func(threads, i0, i1 int) error {
+		px, o := pixels[i0*img:i1*img], out[i0*e:i1*e]
+		if m.vit != nil {
+			return m.vit.encode(ctx, threads, px, i1-i0, o)
+		}
+		return m.resnet.encode(ctx, threads, px, i1-i0, o)
+	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// batchGroups returns the number of groups a batch of n items is split
+// into, each encoded on one thread. Whole items per thread need no
+// synchronisation inside the towers and keep each core's caches to itself,
+// so a batch is split when that balances: n a multiple of threads, or large
+// enough that one item more or less does not matter. Otherwise the towers
+// split each matrix product over the threads.
+func batchGroups(threads, n int) int {
+	if threads <= 1 || n < 2 {
+		return 1
+	}
+	if n%threads == 0 || n >= 4*threads {
+		return min(threads, n)
+	}
+	return 1
+}
+
+// inGroups runs encode on items [0, n) in batchGroups groups in parallel
+// (one thread each), or as one group with all threads, and returns the
+// first error.
+func inGroups(threads, n int, encode func(threads, i0, i1 int) error) error {
+	g := batchGroups(threads, n)
+	if g == 1 {
+		return encode(threads, 0, n)
+	}
+	errs := make([]error, g)
+	parallelFor(g, g, func(j int) {
+		errs[j] = encode(1, j*n/g, (j+1)*n/g)
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // EncodeTexts runs the text tower on token sequences (SOT … EOT, with or
@@ -230,8 +290,17 @@ func (m *Model) EncodeImages(ctx context.Context, pixels []float32, n int) ([]fl
 // official encode_text, not normalised). Each row is pooled at its first
 // largest id (the first EOT), and only the tokens up to it are computed.
 func (m *Model) EncodeTexts(ctx context.Context, ids [][]int) ([]float32, error) {
-	out := make([]float32, len(ids)*m.arch.EmbedDim)
-	if err := m.text.encode(ctx, m.threadCount(), ids, out); err != nil {
+	for i, row := range ids { // errors name the row of the whole batch
+		if _, err := m.text.pooledIndex(i, row); err != nil {
+			return nil, err
+		}
+	}
+	e := m.arch.EmbedDim
+	out := make([]float32, len(ids)*e)
+	err := inGroups(m.threadCount(), len(ids), func(threads, i0, i1 int) error {
+		return m.text.encode(ctx, threads, ids[i0:i1], out[i0*e:i1*e])
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -250,9 +251,15 @@ func TestTextUnpadded(t *testing.T) {
 func TestBatchEqualsSingle(t *testing.T) {
 	in := loadInputs(t)
 	ctx := context.Background()
-	for _, name := range []string{"vit-p16", "resnet"} {
-		t.Run(name, func(t *testing.T) {
-			m := buildFixture(t, name, Options{})
+	for _, tc := range []struct {
+		name    string
+		threads int
+	}{{"vit-p16", 1}, {"vit-p16", 2}, {"vit-p16", 3}, {"resnet", 2}} {
+		name := tc.name
+		// With 2 threads the 4 images and 4 texts are split into two groups
+		// (batchGroups); with 3, the matrix products are split instead.
+		t.Run(fmt.Sprintf("%s/threads=%d", name, tc.threads), func(t *testing.T) {
+			m := buildFixture(t, name, Options{Threads: tc.threads})
 			e := m.EmbedDim()
 			px := 3 * m.ImageSize() * m.ImageSize()
 			batch, err := m.EncodeImages(ctx, in.pixels, in.n)
@@ -447,5 +454,15 @@ func TestEncodeInputErrors(t *testing.T) {
 	}
 	if out, err := m.EncodeTexts(ctx, nil); err != nil || len(out) != 0 {
 		t.Errorf("EncodeTexts(nil) = %d values, %v; want none and no error", len(out), err)
+	}
+}
+
+func TestBatchGroups(t *testing.T) {
+	for _, tt := range []struct{ threads, n, want int }{
+		{1, 8, 1}, {2, 1, 1}, {2, 2, 2}, {2, 3, 1}, {2, 8, 2}, {2, 9, 2}, {3, 4, 1}, {3, 12, 3}, {4, 6, 1}, {4, 17, 4},
+	} {
+		if got := batchGroups(tt.threads, tt.n); got != tt.want {
+			t.Errorf("batchGroups(%d, %d) = %d, want %d", tt.threads, tt.n, got, tt.want)
+		}
 	}
 }

@@ -197,7 +197,7 @@ func softmax(s []float32) {
 // channels-last h×w×c map into dst, which holds (h/k)×(w/k)×c values.
 func avgPoolHWC(dst, src []float32, h, w, c, k int) {
 	oh, ow := h/k, w/k
-	div := float32(k * k)
+	inv := 1 / float32(k*k)
 	for oy := range oh {
 		for ox := range ow {
 			d := dst[(oy*ow+ox)*c : (oy*ow+ox+1)*c]
@@ -205,13 +205,11 @@ func avgPoolHWC(dst, src []float32, h, w, c, k int) {
 			for dy := range k {
 				for dx := range k {
 					p := ((oy*k+dy)*w + ox*k + dx) * c
-					for i, v := range src[p : p+c] {
-						d[i] += v
-					}
+					addTo(d, src[p:p+c])
 				}
 			}
 			for i := range d {
-				d[i] /= div
+				d[i] *= inv
 			}
 		}
 	}

@@ -78,6 +78,13 @@ func (l *loop) help() {
 	l.wg.Done()
 }
 
+// loopPool recycles loops. A helper may still hold a stale pointer to a
+// recycled loop (queued while the loop was open); it takes the lock, and
+// either finds the loop closed and leaves, or joins whichever parallelFor
+// reopened it, which is as good as any other loop: the fields it reads are
+// written under the same lock.
+var loopPool = sync.Pool{New: func() any { return new(loop) }}
+
 // parallelFor calls fn(i) for every i in [0, tasks), on up to threads
 // goroutines (the caller included). Tasks are claimed dynamically, so uneven
 // tasks balance out. It returns when every call has returned.
@@ -93,7 +100,11 @@ func parallelFor(threads, tasks int, fn func(i int)) {
 		return
 	}
 	ensureWorkers(helpers)
-	l := &loop{tasks: tasks, fn: fn}
+	l := loopPool.Get().(*loop)
+	l.mu.Lock()
+	l.next.Store(0)
+	l.tasks, l.fn, l.closed = tasks, fn, false
+	l.mu.Unlock()
 	for range helpers {
 		select {
 		case workCh <- l:
@@ -105,6 +116,10 @@ func parallelFor(threads, tasks int, fn func(i int)) {
 	l.closed = true
 	l.mu.Unlock()
 	l.wg.Wait()
+	l.mu.Lock()
+	l.fn = nil // no helper is inside: release what fn holds
+	l.mu.Unlock()
+	loopPool.Put(l)
 }
 
 // scratch is a float32 buffer from a size-classed pool. Its contents are
@@ -138,4 +153,21 @@ func putScratch(s *scratch) {
 		return
 	}
 	scratchPools[c].Put(s)
+}
+
+// parallelRange splits [0, n) into chunks of at least minChunk and calls
+// fn(i0, i1) for each on up to threads goroutines; for memory-bound loops
+// (copies, pooling) that sit between parallel matrix products.
+func parallelRange(threads, n, minChunk int, fn func(i0, i1 int)) {
+	if n <= 0 {
+		return
+	}
+	chunks := min(2*threads, (n+minChunk-1)/max(minChunk, 1))
+	if threads <= 1 || chunks <= 1 {
+		fn(0, n)
+		return
+	}
+	parallelFor(threads, chunks, func(i int) {
+		fn(i*n/chunks, (i+1)*n/chunks)
+	})
 }

@@ -9,8 +9,8 @@ import (
 )
 
 // convRows is the number of output pixels whose im2col rows one task
-// builds at a time.
-const convRows = 128
+// builds at a time (a multiple of every kernel's mr).
+const convRows = 144
 
 // convLayer is a bias-free convolution with its BatchNorm folded in
 // (spec §1.1.1), on channels-last maps. Its weight is packed as the B
@@ -23,7 +23,8 @@ type convLayer struct {
 
 // bottleneck is a ModifiedResNet Bottleneck block.
 type bottleneck struct {
-	stride, planes      int
+	stage, stride       int
+	planes              int
 	conv1, conv2, conv3 convLayer
 	down                *convLayer // nil: identity shortcut
 }
@@ -100,7 +101,7 @@ func buildResNet(l *loader, v *config.VisionArch) (*resnetTower, error) {
 				stride = 2
 			}
 			p := fmt.Sprintf("visual.layer%d.%d.", s+1, i)
-			b := bottleneck{stride: stride, planes: planes}
+			b := bottleneck{stage: s, stride: stride, planes: planes}
 			b.conv1 = l.conv(p+"conv1", p+"bn1", in, planes, 1, 1)
 			b.conv2 = l.conv(p+"conv2", p+"bn2", planes, planes, 3, 1)
 			b.conv3 = l.conv(p+"conv3", p+"bn3", planes, 4*planes, 1, 1)
@@ -135,6 +136,10 @@ func (c *convLayer) forward(threads int, dst, src []float32, h, w int, ep epilog
 		sgemm(threads, h*w, src, c.cin, c.w, dst, c.cout, ep)
 		return oh, ow
 	}
+	if kern := c.w.kern; c.stride == 1 && kern.conv != nil && c.w.bf16 == nil && !ep.acc {
+		c.forwardImplicit(threads, dst, src, h, w, ep)
+		return oh, ow
+	}
 	n := oh * ow
 	kk := c.k * c.k * c.cin
 	if blocks := (n + convRows - 1) / convRows; threads == 1 || blocks >= 2*threads {
@@ -154,11 +159,91 @@ func (c *convLayer) forward(threads int, dst, src []float32, h, w int, ep epilog
 	return oh, ow
 }
 
+// forwardImplicit computes a stride-1 convolution as an implicit GEMM,
+// without im2col. The input is copied into a zero-padded map of width
+// pw = w + 2·pad; output pixel (y, x) is computed at "virtual" row
+// v = y·pw + x, whose tap (ky, kx) is padded-input row v + ky·pw + kx. So
+// for any run of consecutive virtual rows each tap's A operand is a run of
+// consecutive input rows (row stride cin), and the kernel's conv variant
+// walks the k·k taps as k·k segments of the K dimension (the weight is
+// packed with K ordered (ky, kx, channel)). Virtual rows with x ≥ w (2·pad
+// per image row) are computed and dropped.
+func (c *convLayer) forwardImplicit(threads int, dst, src []float32, h, w int, ep epilogue) {
+	kern := c.w.kern
+	mr, nr := kern.mr, kern.nr
+	k, pad, cin, cout := c.k, c.pad, c.cin, c.cout
+	pw, ph := w+2*pad, h+2*pad
+	strips := (h*pw + mr - 1) / mr
+	rows := strips * mr
+	maxOff := (k-1)*pw + k - 1
+	in := getScratch(max(ph*pw, rows+maxOff) * cin)
+	clear(in.f[:(pad*pw+pad)*cin])
+	parallelRange(threads, h, 8, func(y0, y1 int) {
+		for y := y0; y < y1; y++ {
+			row := in.f[((y+pad)*pw+pad)*cin : ((y+pad+1)*pw+pad)*cin]
+			copy(row, src[y*w*cin:(y+1)*w*cin])
+			clear(row[w*cin:]) // right padding of row y, left padding of row y+1
+		}
+	})
+	clear(in.f[((h+pad)*pw+pad)*cin:])
+	var offs [49]int
+	taps := offs[:k*k]
+	for ky := range k {
+		for kx := range k {
+			taps[ky*k+kx] = (ky*pw + kx) * cin * 4
+		}
+	}
+	out := getScratch(rows * cout)
+	panels, _ := panelsOf(kern, cout)
+	const blockStrips = rowBlock / 12
+	sb := max(1, blockStrips*12/mr)
+	mb := (strips + sb - 1) / sb
+	nt := 1
+	if threads > 1 && mb < 2*threads {
+		nt = min(panels, (2*threads+mb-1)/mb)
+	}
+	pt := (panels + nt - 1) / nt
+	nt = (panels + pt - 1) / pt
+	parallelFor(threads, mb*nt, func(t int) {
+		s0 := (t / nt) * sb
+		ns := min(sb, strips-s0)
+		for p := (t % nt) * pt; p < min((t%nt+1)*pt, panels); p++ {
+			off, width := c.w.panel(p)
+			col := p * nr
+			wc := min(width, cout-col)
+			var bias []float32
+			flags := 0
+			if ep.bias != nil {
+				bias, flags = ep.bias[col:col+wc], gemmBias
+			}
+			if ep.act == actReLU && kern.relu {
+				flags |= gemmReLU
+			}
+			kern.conv(cin, in.f[s0*mr*cin:], cin, taps, c.w.data[off:off+width*c.w.k], width,
+				out.f[s0*mr*cout+col:], cout, ns, bias, flags, wc)
+		}
+	})
+	putScratch(in)
+	parallelRange(threads, h, 8, func(y0, y1 int) {
+		for y := y0; y < y1; y++ {
+			copy(dst[y*w*cout:(y+1)*w*cout], out.f[y*pw*cout:(y*pw+w)*cout])
+		}
+	})
+	putScratch(out)
+	if ep.act != actNone && !(ep.act == actReLU && kern.relu) {
+		kern.activate(ep.act, dst[:h*w*cout])
+	}
+}
+
 // im2col writes the receptive fields of output pixels [p0, p1) as rows of
 // k·k·cin values (zero outside the input).
 func (c *convLayer) im2col(dst, src []float32, h, w, ow, p0, p1 int) {
 	k, cin := c.k, c.cin
 	kk := k * k * cin
+	if cin < 8 {
+		c.im2colNarrow(dst, src, h, w, ow, p0, p1)
+		return
+	}
 	for p := p0; p < p1; p++ {
 		oy, ox := p/ow, p%ow
 		row := dst[(p-p0)*kk : (p-p0+1)*kk]
@@ -177,29 +262,105 @@ func (c *convLayer) im2col(dst, src []float32, h, w, ow, p0, p1 int) {
 	}
 }
 
+// im2colNarrow is im2col for few input channels (the stem's RGB input),
+// copying values one by one rather than in runs of cin.
+func (c *convLayer) im2colNarrow(dst, src []float32, h, w, ow, p0, p1 int) {
+	k, cin := c.k, c.cin
+	kk := k * k * cin
+	for p := p0; p < p1; p++ {
+		oy, ox := p/ow, p%ow
+		row := dst[(p-p0)*kk : (p-p0+1)*kk]
+		i := 0
+		for ky := range k {
+			iy := oy*c.stride - c.pad + ky
+			for kx := range k {
+				ix := ox*c.stride - c.pad + kx
+				if iy < 0 || iy >= h || ix < 0 || ix >= w {
+					for range cin {
+						row[i] = 0
+						i++
+					}
+					continue
+				}
+				in := src[(iy*w+ix)*cin : (iy*w+ix+1)*cin]
+				for _, v := range in {
+					row[i] = v
+					i++
+				}
+			}
+		}
+	}
+}
+
+// resnetBatch is the number of images whose stage-3 and stage-4 maps are
+// stacked, so that their 1×1 convolutions and the attention pool run as
+// one GEMM (at 14² and 7² pixels an image alone gives few rows, and the
+// large weights of the late stages would be streamed once per image).
+const resnetBatch = 8
+
 // encode writes the features of n images (NCHW pixels) to out [n×embed].
+// Each image runs alone through the stem and the stages whose maps are
+// large; the rest runs on groups of up to resnetBatch images.
 func (r *resnetTower) encode(ctx context.Context, threads int, pixels []float32, n int, out []float32) error {
 	img := 3 * r.size * r.size
-	for i := range n {
-		if err := r.encodeOne(ctx, threads, pixels[i*img:(i+1)*img], out[i*r.embed:(i+1)*r.embed]); err != nil {
-			return fmt.Errorf("engine: encode images: %w", err)
+	late := r.lateBlock()
+	for i0 := 0; i0 < n; i0 += resnetBatch {
+		nb := min(resnetBatch, n-i0)
+		var stack fmap
+		for i := range nb {
+			if err := ctx.Err(); err != nil {
+				putScratch(stack.buf)
+				return fmt.Errorf("engine: encode images: %w", err)
+			}
+			x := r.early(threads, pixels[(i0+i)*img:(i0+i+1)*img], late)
+			if nb == 1 {
+				stack = x
+				break
+			}
+			if i == 0 {
+				stack = fmap{buf: getScratch(nb * x.size()), n: nb, h: x.h, w: x.w, c: x.c}
+			}
+			copy(stack.buf.f[i*x.size():(i+1)*x.size()], x.buf.f[:x.size()])
+			putScratch(x.buf)
 		}
+		x := stack
+		for i := late; i < len(r.blocks); i++ {
+			if err := ctx.Err(); err != nil {
+				putScratch(x.buf)
+				return fmt.Errorf("engine: encode images: %w", err)
+			}
+			x = r.blocks[i].forward(threads, x)
+		}
+		r.pool.forward(threads, x, out[i0*r.embed:(i0+nb)*r.embed])
+		putScratch(x.buf)
 	}
 	return nil
 }
 
-// fmap is a channels-last feature map held in a scratch buffer.
-type fmap struct {
-	buf     *scratch
-	h, w, c int
+// lateBlock returns the index of the first block of the third stage, from
+// which images are stacked.
+func (r *resnetTower) lateBlock() int {
+	i := 0
+	for i < len(r.blocks) && r.blocks[i].stage < 2 {
+		i++
+	}
+	return i
 }
 
-func (r *resnetTower) encodeOne(ctx context.Context, threads int, img []float32, out []float32) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// fmap is a channels-last feature map of n images held in a scratch buffer
+// (image after image, each h×w×c).
+type fmap struct {
+	buf        *scratch
+	n, h, w, c int
+}
+
+// size returns the values of one image's map.
+func (x fmap) size() int { return x.h * x.w * x.c }
+
+// early runs one image through the stem and blocks [0, late).
+func (r *resnetTower) early(threads int, img []float32, late int) fmap {
 	s := r.size
-	x := fmap{buf: getScratch(s * s * 3), h: s, w: s, c: 3}
+	x := fmap{buf: getScratch(s * s * 3), n: 1, h: s, w: s, c: 3}
 	for ch := range 3 {
 		plane := img[ch*s*s : (ch+1)*s*s]
 		for i, v := range plane {
@@ -211,119 +372,139 @@ func (r *resnetTower) encodeOne(ctx context.Context, threads int, img []float32,
 		c := &r.stem[i]
 		oh := (x.h+2*c.pad-c.k)/c.stride + 1
 		ow := (x.w+2*c.pad-c.k)/c.stride + 1
-		y := fmap{buf: getScratch(oh * ow * c.cout), h: oh, w: ow, c: c.cout}
+		y := fmap{buf: getScratch(oh * ow * c.cout), n: 1, h: oh, w: ow, c: c.cout}
 		c.forward(threads, y.buf.f, x.buf.f, x.h, x.w, relu(c))
 		putScratch(x.buf)
 		x = y
 	}
-	x = poolMap(x, 2)
-	for i := range r.blocks {
-		if err := ctx.Err(); err != nil {
-			putScratch(x.buf)
-			return err
-		}
+	x = poolMap(threads, x, 2)
+	for i := range late {
 		x = r.blocks[i].forward(threads, x)
 	}
-	r.pool.forward(threads, x.buf.f[:x.h*x.w*x.c], out)
-	putScratch(x.buf)
-	return nil
+	return x
 }
 
 // poolMap average-pools x with a k×k window and stride k, releasing x.
-func poolMap(x fmap, k int) fmap {
+func poolMap(threads int, x fmap, k int) fmap {
 	if k == 1 {
 		return x
 	}
-	y := fmap{buf: getScratch((x.h / k) * (x.w / k) * x.c), h: x.h / k, w: x.w / k, c: x.c}
-	avgPoolHWC(y.buf.f, x.buf.f, x.h, x.w, x.c, k)
+	y := fmap{buf: getScratch(x.n * (x.h / k) * (x.w / k) * x.c), n: x.n, h: x.h / k, w: x.w / k, c: x.c}
+	poolInto(threads, y, x, k)
 	putScratch(x.buf)
 	return y
+}
+
+// poolInto average-pools every image of x into y (k×k windows, stride k),
+// splitting output rows over the threads.
+func poolInto(threads int, y, x fmap, k int) {
+	rowIn, rowOut := k*x.w*x.c, y.w*y.c
+	parallelRange(threads, x.n*y.h, 4, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			i, oy := r/y.h, r%y.h
+			src := x.buf.f[i*x.size()+oy*rowIn : i*x.size()+(oy+1)*rowIn]
+			avgPoolHWC(y.buf.f[i*y.size()+oy*rowOut:i*y.size()+(oy+1)*rowOut], src, k, x.w, x.c, k)
+		}
+	})
+}
+
+// conv applies c to every image of x (a 1×1 stride-1 convolution as one
+// GEMM over all pixels), writing to y, which has the output shape.
+func (c *convLayer) conv(threads int, y, x fmap, ep epilogue) {
+	if c.k == 1 && c.stride == 1 {
+		sgemm(threads, x.n*x.h*x.w, x.buf.f, c.cin, c.w, y.buf.f, c.cout, ep)
+		return
+	}
+	for i := range x.n {
+		c.forward(threads, y.buf.f[i*y.size():(i+1)*y.size()], x.buf.f[i*x.size():(i+1)*x.size()], x.h, x.w, ep)
+	}
 }
 
 // forward runs the block on x, releasing it, and returns the output map.
 func (b *bottleneck) forward(threads int, x fmap) fmap {
-	h, w := x.h, x.w
-	o1 := fmap{buf: getScratch(h * w * b.planes), h: h, w: w, c: b.planes}
-	b.conv1.forward(threads, o1.buf.f, x.buf.f, h, w, epilogue{bias: b.conv1.bias, act: actReLU})
-	o2 := fmap{buf: getScratch(h * w * b.planes), h: h, w: w, c: b.planes}
-	b.conv2.forward(threads, o2.buf.f, o1.buf.f, h, w, epilogue{bias: b.conv2.bias, act: actReLU})
+	h, w, n := x.h, x.w, x.n
+	o1 := fmap{buf: getScratch(n * h * w * b.planes), n: n, h: h, w: w, c: b.planes}
+	b.conv1.conv(threads, o1, x, epilogue{bias: b.conv1.bias, act: actReLU})
+	o2 := fmap{buf: getScratch(n * h * w * b.planes), n: n, h: h, w: w, c: b.planes}
+	b.conv2.conv(threads, o2, o1, epilogue{bias: b.conv2.bias, act: actReLU})
 	putScratch(o1.buf)
-	o2 = poolMap(o2, b.stride)
+	o2 = poolMap(threads, o2, b.stride)
 
 	oh, ow := o2.h, o2.w
-	y := fmap{buf: getScratch(oh * ow * 4 * b.planes), h: oh, w: ow, c: 4 * b.planes}
+	var y fmap
 	if b.down != nil {
+		y = fmap{buf: getScratch(n * oh * ow * 4 * b.planes), n: n, h: oh, w: ow, c: 4 * b.planes}
 		xs := x
 		if b.stride > 1 {
-			xs = fmap{buf: getScratch(oh * ow * x.c), h: oh, w: ow, c: x.c}
-			avgPoolHWC(xs.buf.f, x.buf.f, h, w, x.c, b.stride)
+			xs = fmap{buf: getScratch(n * oh * ow * x.c), n: n, h: oh, w: ow, c: x.c}
+			poolInto(threads, xs, x, b.stride)
 		}
-		b.down.forward(threads, y.buf.f, xs.buf.f, oh, ow, epilogue{bias: b.down.bias})
+		b.down.conv(threads, y, xs, epilogue{bias: b.down.bias})
 		if xs.buf != x.buf {
 			putScratch(xs.buf)
 		}
+		putScratch(x.buf)
 	} else {
-		copy(y.buf.f, x.buf.f[:oh*ow*x.c])
+		y = x // identity shortcut: conv3 accumulates onto the input map
 	}
-	putScratch(x.buf)
-	b.conv3.forward(threads, y.buf.f, o2.buf.f, oh, ow, epilogue{acc: true, bias: b.conv3.bias, act: actReLU})
+	b.conv3.conv(threads, y, o2, epilogue{acc: true, bias: b.conv3.bias, act: actReLU})
 	putScratch(o2.buf)
 	return y
 }
 
-// forward pools the final h·w×ch map x (raster order) into out [embed]: the
-// mean token attends to itself and the spatial tokens, and only its output
-// is computed.
-func (a *attnPool) forward(threads int, x []float32, out []float32) {
-	c, n := a.ch, a.tokens
-	t := getScratch(n * c)
-	tok := t.f
-	hw := n - 1
-	for j := range c {
-		var sum float32
-		for i := range hw {
-			sum += x[i*c+j]
+// forward pools each image's final h·w×ch map (raster order) into out
+// [n×embed]: the mean token attends to itself and the spatial tokens, and
+// only its output is computed. The projections run over all images at once.
+func (a *attnPool) forward(threads int, x fmap, out []float32) {
+	c, t, n := a.ch, a.tokens, x.n
+	hw := t - 1
+	tk := getScratch(n * t * c)
+	for i := range n {
+		tok := tk.f[i*t*c : (i+1)*t*c]
+		xi := x.buf.f[i*hw*c : (i+1)*hw*c]
+		mean := tok[:c]
+		clear(mean)
+		for p := range hw {
+			addTo(mean, xi[p*c:(p+1)*c])
 		}
-		tok[j] = sum / float32(hw)
+		for j := range mean {
+			mean[j] /= float32(hw)
+		}
+		copy(tok[c:], xi)
+		addTo(tok, a.pos[:t*c])
 	}
-	copy(tok[c:], x[:hw*c])
-	for i, v := range a.pos[:n*c] {
-		tok[i] += v
-	}
-	q := getScratch(c)
-	sgemm(threads, 1, tok, c, a.q.w, q.f, c, epilogue{bias: a.q.bias})
-	kv := getScratch(2 * n * c)
-	k, v := kv.f[:n*c], kv.f[n*c:]
-	sgemm(threads, n, tok, c, a.k.w, k, c, epilogue{bias: a.k.bias})
-	sgemm(threads, n, tok, c, a.v.w, v, c, epilogue{bias: a.v.bias})
-	putScratch(t)
+	q := getScratch(n * c)
+	sgemm(threads, n, tk.f, t*c, a.q.w, q.f, c, epilogue{bias: a.q.bias})
+	kv := getScratch(2 * n * t * c)
+	k, v := kv.f[:n*t*c], kv.f[n*t*c:]
+	sgemm(threads, n*t, tk.f, c, a.k.w, k, c, epilogue{bias: a.k.bias})
+	sgemm(threads, n*t, tk.f, c, a.v.w, v, c, epilogue{bias: a.v.bias})
+	putScratch(tk)
 
-	o := getScratch(c)
+	o := getScratch(n * c)
 	clear(o.f)
-	sc := getScratch(n)
 	d := a.headDim
-	for h := range a.heads {
-		qh := q.f[h*d : (h+1)*d]
-		for j := range n {
-			kh := k[j*c+h*d : j*c+(h+1)*d]
-			var s float32
-			for i, qv := range qh {
-				s += qv * kh[i]
-			}
-			sc.f[j] = s
+	kern := a.q.w.kern
+	parallelFor(threads, n*a.heads, func(task int) {
+		i, h := task/a.heads, task%a.heads
+		ki, vi := k[i*t*c:(i+1)*t*c], v[i*t*c:(i+1)*t*c]
+		sc := getScratch(t)
+		qh := q.f[i*c+h*d : i*c+(h+1)*d]
+		for j := range t {
+			sc.f[j] = dot(qh, ki[j*c+h*d:j*c+(h+1)*d])
 		}
-		softmax(sc.f)
-		oh := o.f[h*d : (h+1)*d]
+		kern.softmax(sc.f)
+		oh := o.f[i*c+h*d : i*c+(h+1)*d]
 		for j, p := range sc.f {
-			vh := v[j*c+h*d : j*c+(h+1)*d]
-			for i, vv := range vh {
-				oh[i] += p * vv
+			vh := vi[j*c+h*d : j*c+(h+1)*d]
+			for e, vv := range vh {
+				oh[e] += p * vv
 			}
 		}
-	}
-	putScratch(sc)
+		putScratch(sc)
+	})
 	putScratch(kv)
 	putScratch(q)
-	sgemm(threads, 1, o.f, c, a.c.w, out, len(out), epilogue{bias: a.c.bias})
+	sgemm(threads, n, o.f, c, a.c.w, out, len(out)/n, epilogue{bias: a.c.bias})
 	putScratch(o)
 }

@@ -1,69 +1,102 @@
 package engine
 
-// Blocking of the GEMM: K is processed in blocks of kcBlock (a packed A strip
-// and a B panel of one block stay in L1), rows in blocks of at most mcBlock
-// (the packed A block stays in L2); a (row block, column range) pair is one
-// task for the worker pool.
+// Blocking of the GEMM (design §4.5): K is cut into blocks of at most
+// kcMax steps, so that one packed B panel block (kc × 32 floats = 32 KiB)
+// stays in L1 while the micro-kernel sweeps the row strips of a task; a
+// task's rows (at most rowBlock) × kc of A stay in L2. Tasks are (row
+// block, column range) pairs handed to the worker pool.
 const (
-	kcBlock = 256
-	mcBlock = 96
+	kcMax    = 256
+	rowBlock = 192
 	// gemmSerialWork is the m·n·k below which a GEMM is not split.
-	gemmSerialWork = 1 << 18
+	gemmSerialWork = 1 << 17
 )
 
 // packedB is the right-hand operand B [k×n] of a GEMM, packed for a
-// micro-kernel: ceil(n/nr) panels of nr columns, each panel k rows of nr
-// values (columns past n are zero).
+// micro-kernel: panels of nr columns, each k rows of nr values, the last
+// panel nr/2 wide when the kernel allows it and that is enough (columns
+// past n are zero).
 type packedB struct {
 	k, n int
 	kern *microKernel
 	data []float32
+	// bf16 holds the same matrix in BF16 pairs when the model runs in
+	// reduced precision (see bf16.go), else nil.
+	bf16 []uint16
+}
+
+// panels returns the number of panels of a k×n packed matrix and the width
+// of its last one.
+func panelsOf(kern *microKernel, n int) (count, last int) {
+	nr := kern.nr
+	count = (n + nr - 1) / nr
+	last = nr
+	if kern.half && n%nr != 0 && n%nr <= nr/2 {
+		last = nr / 2
+	}
+	return count, last
 }
 
 // packedLen returns the number of floats of a packed k×n matrix.
 func packedLen(kern *microKernel, k, n int) int {
-	return (n + kern.nr - 1) / kern.nr * kern.nr * k
+	p, last := panelsOf(kern, n)
+	if p == 0 {
+		return 0
+	}
+	return ((p-1)*kern.nr + last) * k
+}
+
+// panel returns the offset and width of panel p.
+func (b *packedB) panel(p int) (off, pw int) {
+	count, last := panelsOf(b.kern, b.n)
+	pw = b.kern.nr
+	if p == count-1 {
+		pw = last
+	}
+	return p * b.kern.nr * b.k, pw
 }
 
 // packBT packs B = Sᵀ, where S is n×k row-major with row stride ld (the
 // layout of PyTorch Linear weights [out, in]), into dst.
 func packBT(kern *microKernel, dst []float32, s []float32, ld, n, k int) *packedB {
-	nr := kern.nr
-	dst = dst[:packedLen(kern, k, n)]
-	for p := 0; p*nr < n; p++ {
-		panel := dst[p*nr*k : (p+1)*nr*k]
-		for j := range nr {
-			col := p*nr + j
-			if col >= n {
-				for kk := range k {
-					panel[kk*nr+j] = 0
-				}
-				continue
-			}
-			row := s[col*ld : col*ld+k]
+	pb := &packedB{k: k, n: n, kern: kern, data: dst[:packedLen(kern, k, n)]}
+	count, _ := panelsOf(kern, n)
+	for p := range count {
+		off, pw := pb.panel(p)
+		panel := pb.data[off : off+pw*k]
+		c0 := p * kern.nr
+		w := min(pw, n-c0)
+		for j := range w {
+			row := s[(c0+j)*ld : (c0+j)*ld+k]
 			for kk, v := range row {
-				panel[kk*nr+j] = v
+				panel[kk*pw+j] = v
+			}
+		}
+		if w < pw {
+			for kk := range k {
+				clear(panel[kk*pw+w : kk*pw+pw])
 			}
 		}
 	}
-	return &packedB{k: k, n: n, kern: kern, data: dst}
+	return pb
 }
 
 // packBN packs B = S, where S is k×n row-major with row stride ld.
 func packBN(kern *microKernel, dst []float32, s []float32, ld, k, n int) *packedB {
-	nr := kern.nr
-	dst = dst[:packedLen(kern, k, n)]
-	for p := 0; p*nr < n; p++ {
-		panel := dst[p*nr*k : (p+1)*nr*k]
-		c0 := p * nr
-		w := min(nr, n-c0)
+	pb := &packedB{k: k, n: n, kern: kern, data: dst[:packedLen(kern, k, n)]}
+	count, _ := panelsOf(kern, n)
+	for p := range count {
+		off, pw := pb.panel(p)
+		panel := pb.data[off : off+pw*k]
+		c0 := p * kern.nr
+		w := min(pw, n-c0)
 		for kk := range k {
-			d := panel[kk*nr : kk*nr+nr]
+			d := panel[kk*pw : kk*pw+pw]
 			copy(d, s[kk*ld+c0:kk*ld+c0+w])
 			clear(d[w:])
 		}
 	}
-	return &packedB{k: k, n: n, kern: kern, data: dst}
+	return pb
 }
 
 // epilogue says what happens to a GEMM result C = A·B.
@@ -81,19 +114,24 @@ func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc in
 	if m <= 0 || n <= 0 {
 		return
 	}
-	mr, nr := b.kern.mr, b.kern.nr
-	panels := (n + nr - 1) / nr
+	if b.bf16 != nil {
+		sgemmBF16(threads, m, a, lda, b, c, ldc, ep)
+		return
+	}
+	mr := b.kern.mr
+	panels, _ := panelsOf(b.kern, n)
 	if threads <= 1 || m*n*max(k, 1) < gemmSerialWork {
-		sgemmBlock(a, lda, b, c, ldc, 0, m, 0, panels, &ep)
+		for i0 := 0; i0 < m; i0 += rowBlock {
+			sgemmBlock(a, lda, b, c, ldc, i0, min(i0+rowBlock, m), 0, panels, &ep)
+		}
 		return
 	}
 	// Row blocks of about equal size, multiples of mr.
-	mb := (m + mcBlock - 1) / mcBlock
+	mb := (m + rowBlock - 1) / rowBlock
 	rows := ((m+mb-1)/mb + mr - 1) / mr * mr
 	mb = (m + rows - 1) / rows
-	// Column tiles: as wide as possible, since each task packs its rows of
-	// A once for all its columns; split only as far as needed to give every
-	// thread about two tasks.
+	// Column ranges: split only as far as needed to give every thread
+	// about two tasks.
 	nt := min(panels, max(1, (2*threads+mb-1)/mb))
 	pt := (panels + nt - 1) / nt
 	nt = (panels + pt - 1) / pt
@@ -111,73 +149,112 @@ func sgemmBlock(a []float32, lda int, b *packedB, c []float32, ldc int, i0, i1, 
 	mr, nr := kern.mr, kern.nr
 	n, k := b.n, b.k
 	j0, j1 := p0*nr, min(p1*nr, n)
-	if !ep.acc {
-		for i := i0; i < i1; i++ {
-			clear(c[i*ldc+j0 : i*ldc+j1])
-		}
-	}
-	if k > 0 {
-		strips := (i1 - i0 + mr - 1) / mr
-		ap := getScratch(strips * mr * min(k, kcBlock))
-		var edge [maxTile]float32
-		for pc := 0; pc < k; pc += kcBlock {
-			kc := min(kcBlock, k-pc)
-			packA(ap.f, a, lda, i0, i1, pc, kc, mr)
-			for p := p0; p < p1; p++ {
-				bp := b.data[p*nr*k+pc*nr : p*nr*k+(pc+kc)*nr]
-				col := p * nr
-				w := min(nr, n-col)
-				for s := range strips {
-					i := i0 + s*mr
-					as := ap.f[s*mr*kc : (s+1)*mr*kc]
-					h := min(mr, i1-i)
-					if h == mr && w == nr {
-						kern.fn(kc, as, bp, c[i*ldc+col:], ldc)
-						continue
-					}
-					t := edge[:mr*nr]
-					clear(t)
-					kern.fn(kc, as, bp, t, nr)
-					for r := range h {
-						dst := c[(i+r)*ldc+col : (i+r)*ldc+col+w]
-						for j, v := range t[r*nr : r*nr+w] {
-							dst[j] += v
-						}
-					}
-				}
-			}
-		}
-		putScratch(ap)
-	}
-	if ep.bias != nil || ep.act != actNone {
+	if k == 0 {
 		for i := i0; i < i1; i++ {
 			row := c[i*ldc+j0 : i*ldc+j1]
+			if !ep.acc {
+				clear(row)
+			}
 			if ep.bias != nil {
 				for j, v := range ep.bias[j0:j1] {
 					row[j] += v
 				}
 			}
-			ep.act.apply(row)
+		}
+	} else {
+		full := (i1 - i0) / mr
+		h := (i1 - i0) - full*mr // rows of the last, partial strip
+		it := i0 + full*mr
+		fuseReLU := ep.act == actReLU && kern.relu
+		nkb := (k + kcMax - 1) / kcMax
+		kcb := (k + nkb - 1) / nkb
+		var ta *scratch // the partial strip's rows of A, zero-padded to mr
+		if h > 0 {
+			ta = getScratch(mr * kcb)
+		}
+		var tile []float32 // the tile buffer of partial strips and panels
+		if h > 0 || !kern.masked {
+			ts := getScratch(maxTile + nr)
+			defer putScratch(ts)
+			tile = ts.f
+		}
+		for pc := 0; pc < k; pc += kcb {
+			kc := min(kcb, k-pc)
+			flags := 0
+			if pc > 0 || ep.acc {
+				flags |= gemmLoad
+			}
+			var bias []float32
+			if pc+kc == k && ep.bias != nil {
+				flags |= gemmBias
+				bias = ep.bias
+			}
+			if pc+kc == k && fuseReLU {
+				flags |= gemmReLU
+			}
+			if h > 0 {
+				for r := range mr {
+					d := ta.f[r*kc : (r+1)*kc]
+					if r < h {
+						copy(d, a[(it+r)*lda+pc:(it+r)*lda+pc+kc])
+					} else {
+						clear(d)
+					}
+				}
+			}
+			for p := p0; p < p1; p++ {
+				off, pw := b.panel(p)
+				bp := b.data[off+pc*pw : off+(pc+kc)*pw]
+				col := p * nr
+				w := min(pw, n-col)
+				var pb []float32
+				if bias != nil {
+					pb = bias[col : col+w]
+				}
+				if full > 0 {
+					if kern.masked || w == pw {
+						kern.fn(kc, a[i0*lda+pc:], lda, bp, pw, c[i0*ldc+col:], ldc, full, pb, flags, w)
+					} else {
+						for s := range full {
+							r0 := i0 + s*mr
+							tileCall(kern, kc, a[r0*lda+pc:], lda, bp, pw, c, ldc, r0, col, mr, w, pb, flags, tile)
+						}
+					}
+				}
+				if h > 0 {
+					tileCall(kern, kc, ta.f, kc, bp, pw, c, ldc, it, col, h, w, pb, flags, tile)
+				}
+			}
+		}
+		putScratch(ta)
+	}
+	if ep.act != actNone && !(ep.act == actReLU && kern.relu && k > 0) {
+		for i := i0; i < i1; i++ {
+			kern.activate(ep.act, c[i*ldc+j0:i*ldc+j1])
 		}
 	}
 }
 
-// packA packs rows [i0, i1) and columns [pc, pc+kc) of A into strips of mr
-// rows, each kc steps of mr values; rows past i1 are zero.
-func packA(dst, a []float32, lda, i0, i1, pc, kc, mr int) {
-	var rows [maxMR][]float32
-	for s, i := 0, i0; i < i1; s, i = s+1, i+mr {
-		strip := dst[s*mr*kc : (s+1)*mr*kc]
-		h := min(mr, i1-i)
+// tileCall runs one strip of the kernel (or, for h < mr rows, of its
+// smallest tail variant that covers them) into the tile buffer (mr·pw
+// values and then pw for the bias) and copies rows [r0, r0+h) × columns
+// [col, col+w) of the result to C.
+func tileCall(kern *microKernel, kc int, a []float32, lda int, bp []float32, pw int, c []float32, ldc, r0, col, h, w int, bias []float32, flags int, buf []float32) {
+	mr := kern.mr
+	fn, rows := kern.tailFor(h, pw)
+	t := buf[:rows*pw]
+	if flags&gemmLoad != 0 {
 		for r := range h {
-			rows[r] = a[(i+r)*lda+pc : (i+r)*lda+pc+kc]
+			copy(t[r*pw:r*pw+w], c[(r0+r)*ldc+col:(r0+r)*ldc+col+w])
 		}
-		for kk := range kc {
-			d := strip[kk*mr : kk*mr+mr]
-			for r, row := range rows[:h] {
-				d[r] = row[kk]
-			}
-			clear(d[h:])
-		}
+	}
+	if flags&gemmBias != 0 && w < pw {
+		tb := buf[mr*pw : mr*pw+pw]
+		copy(tb, bias[:w])
+		bias = tb
+	}
+	fn(kc, a, lda, bp, pw, t, pw, 1, bias, flags, pw)
+	for r := range h {
+		copy(c[(r0+r)*ldc+col:(r0+r)*ldc+col+w], t[r*pw:r*pw+w])
 	}
 }

@@ -23,6 +23,8 @@ type block struct {
 
 // transformer is a stack of blocks over rows of width values.
 type transformer struct {
+	kern           *microKernel
+	bf16           bool // attention products in BF16 (a BF16 model)
 	width, headDim int
 	act            activation
 	blocks         []block
@@ -68,14 +70,17 @@ func (t *transformer) gather(xp, x []float32, seqs []seq) {
 	}
 }
 
-// qkvProject returns LN₁(x)·W_qkv + b for all rows.
+// qkvProject returns LN₁(x)·W_qkv + b for all rows, with row stride
+// padStride(3·heads·headDim).
 func (t *transformer) qkvProject(threads int, b *block, x []float32, rows int) *scratch {
 	w := t.width
 	a := b.heads * t.headDim
-	h := getScratch(rows * w)
-	layerNorm(h.f, x, rows, w, b.ln1g, b.ln1b)
-	qkv := getScratch(rows * 3 * a)
-	sgemm(threads, rows, h.f, w, b.qkv.w, qkv.f, 3*a, epilogue{bias: b.qkv.bias})
+	ldh := padStride(w)
+	h := getScratch(rows * ldh)
+	t.layerNormStrided(threads, h.f, ldh, x, rows, b.ln1g, b.ln1b)
+	ldq := padStride(3 * a)
+	qkv := getScratch(rows * ldq)
+	sgemm(threads, rows, h.f, ldh, b.qkv.w, qkv.f, ldq, epilogue{bias: b.qkv.bias})
 	putScratch(h)
 	return qkv
 }
@@ -85,15 +90,16 @@ func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, se
 	if b.heads > 0 {
 		a := b.heads * d
 		qkv := t.qkvProject(threads, b, x, rows)
-		o := getScratch(rows * a)
-		kern := b.qkv.w.kern
+		ldq, ldo := padStride(3*a), padStride(a)
+		o := getScratch(rows * ldo)
+		kern := t.kern
 		parallelFor(threads, len(seqs)*b.heads, func(i int) {
 			s := seqs[i/b.heads]
 			h := i % b.heads
-			attendHead(kern, qkv.f, 3*a, s.off, s.n, a, h, d, 0, s.n, causal, o.f[s.off*a:], a)
+			attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, 0, s.n, causal, o.f[s.off*ldo:], ldo)
 		})
 		putScratch(qkv)
-		sgemm(threads, rows, o.f, a, b.out.w, x, w, epilogue{acc: true, bias: b.out.bias})
+		sgemm(threads, rows, o.f, ldo, b.out.w, x, w, epilogue{acc: true, bias: b.out.bias})
 		putScratch(o)
 	}
 	t.mlp(threads, b, x, rows)
@@ -105,12 +111,13 @@ func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, 
 	if b.heads > 0 {
 		a := b.heads * d
 		qkv := t.qkvProject(threads, b, x, rows)
+		ldq := padStride(3 * a)
 		o := getScratch(n * a)
-		kern := b.qkv.w.kern
+		kern := t.kern
 		parallelFor(threads, n*b.heads, func(i int) {
 			s := seqs[i/b.heads]
 			h := i % b.heads
-			attendHead(kern, qkv.f, 3*a, s.off, s.n, a, h, d, s.pool, s.pool+1, causal, o.f[(i/b.heads)*a:], a)
+			attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, s.pool, s.pool+1, causal, o.f[(i/b.heads)*a:], a)
 		})
 		putScratch(qkv)
 		t.gather(xp, x, seqs)
@@ -136,12 +143,39 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 		}
 	default:
 		m := b.mlpWidth
-		h := getScratch(rows * w)
-		layerNorm(h.f, x, rows, w, b.ln2g, b.ln2b)
-		f := getScratch(rows * m)
-		sgemm(threads, rows, h.f, w, b.fc.w, f.f, m, epilogue{bias: b.fc.bias, act: t.act})
+		ldh, ldf := padStride(w), padStride(m)
+		h := getScratch(rows * ldh)
+		t.layerNormStrided(threads, h.f, ldh, x, rows, b.ln2g, b.ln2b)
+		f := getScratch(rows * ldf)
+		sgemm(threads, rows, h.f, ldh, b.fc.w, f.f, ldf, epilogue{bias: b.fc.bias, act: t.act})
 		putScratch(h)
-		sgemm(threads, rows, f.f, m, b.proj.w, x, w, epilogue{acc: true, bias: b.proj.bias})
+		sgemm(threads, rows, f.f, ldf, b.proj.w, x, w, epilogue{acc: true, bias: b.proj.bias})
 		putScratch(f)
 	}
+}
+
+// padStride returns the row stride for a scratch matrix of n columns that
+// the GEMM reads as A: rows whose stride is a multiple of 2 KiB map to few
+// L1 sets (48 KiB, 12-way), so the 12 rows of a strip would evict each
+// other; 16 floats more spread them.
+func padStride(n int) int {
+	if n >= 256 && (n*4)%2048 == 0 {
+		return n + 16
+	}
+	return n
+}
+
+// layerNormStrided writes LayerNorm(x) of rows×width values to dst with row
+// stride ld, splitting the rows over the threads.
+func (t *transformer) layerNormStrided(threads int, dst []float32, ld int, x []float32, rows int, g, b []float32) {
+	w := t.width
+	parallelRange(threads, rows, 64, func(r0, r1 int) {
+		if ld == w {
+			t.kern.layerNorm(dst[r0*w:r1*w], x[r0*w:r1*w], r1-r0, w, g, b)
+			return
+		}
+		for r := r0; r < r1; r++ {
+			t.kern.layerNorm(dst[r*ld:r*ld+w], x[r*w:(r+1)*w], 1, w, g, b)
+		}
+	})
 }

@@ -67,12 +67,13 @@ func (t *vitTower) encodeBatch(ctx context.Context, threads int, pixels []float3
 
 	// Patch embedding as a GEMM over the patches (flattened in channel,
 	// row, column order, as conv1's weight).
-	patches := getScratch(nb * np * kp)
+	ldp := padStride(kp)
+	patches := getScratch(nb * np * ldp)
 	for b := range nb {
-		t.im2col(patches.f[b*np*kp:(b+1)*np*kp], pixels[b*3*t.size*t.size:])
+		t.im2col(patches.f[b*np*ldp:(b+1)*np*ldp], ldp, pixels[b*3*t.size*t.size:])
 	}
 	emb := getScratch(nb * np * w)
-	sgemm(threads, nb*np, patches.f, kp, t.conv, emb.f, w, epilogue{})
+	sgemm(threads, nb*np, patches.f, ldp, t.conv, emb.f, w, epilogue{})
 	putScratch(patches)
 
 	x := getScratch(nb * tokens * w)
@@ -105,13 +106,14 @@ func (t *vitTower) encodeBatch(ctx context.Context, threads int, pixels []float3
 	return nil
 }
 
-// im2col writes the patches of one CHW image as rows of 3·P² values.
-func (t *vitTower) im2col(dst, img []float32) {
+// im2col writes the patches of one CHW image as rows of 3·P² values (row
+// stride ld).
+func (t *vitTower) im2col(dst []float32, ld int, img []float32) {
 	g, p, s := t.grid, t.patch, t.size
 	kp := 3 * p * p
 	for gy := range g {
 		for gx := range g {
-			row := dst[(gy*g+gx)*kp : (gy*g+gx+1)*kp]
+			row := dst[(gy*g+gx)*ld : (gy*g+gx)*ld+kp]
 			for c := range 3 {
 				for py := range p {
 					src := img[c*s*s+(gy*p+py)*s+gx*p:]
