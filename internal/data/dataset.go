@@ -9,6 +9,13 @@
 // sample that cannot be read gives an error for that sample alone. Decoding is
 // not part of a Dataset; Pipeline runs any decode or preprocessing function on
 // many goroutines and hands back the results in dataset order.
+//
+// For training, Stream turns a dataset into an endless sequence of
+// fixed-size, augmented and tokenized batches (shuffled per epoch from a
+// seed, resumable from a Cursor), OpenTraining opens training sources
+// (webdataset shards with brace ranges, caption CSVs, ImageFolders), and
+// Synthetic generates an image–caption dataset of coloured shapes for
+// tests and experiments.
 package data
 
 import (

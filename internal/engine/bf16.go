@@ -119,12 +119,19 @@ func bf16Scratch(n int) (*scratch, []uint16) {
 // padded to a multiple of mr, k to even), then multiplied with FP32
 // accumulation.
 func sgemmBF16(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc int, ep epilogue) {
-	kern := b.kern
-	mr := kern.mr
+	mr := b.kern.mr
 	k := b.k
 	kp := (k + 1) &^ 1
-	mpad := (m + mr - 1) / mr * mr
-	as, ab := bf16Scratch(mpad * kp)
+	as, ab := bf16Scratch((m + mr - 1) / mr * mr * kp)
+	bf16Rows(ab, kp, a, lda, m, k)
+	sgemmBF16A(threads, m, ab, kp, b, c, ldc, ep)
+	putScratch(as)
+}
+
+// bf16Rows writes rows [0, m) of A (k values, stride lda) rounded to BF16
+// into ab (stride kp ≥ k even, the value at k zero when kp > k), and zeros
+// the rest of ab (the padding rows).
+func bf16Rows(ab []uint16, kp int, a []float32, lda, m, k int) {
 	for i := range m {
 		row := ab[i*kp : (i+1)*kp]
 		bf16Convert(row[:k], a[i*lda:i*lda+k])
@@ -133,25 +140,36 @@ func sgemmBF16(threads, m int, a []float32, lda int, b *packedB, c []float32, ld
 		}
 	}
 	clear(ab[m*kp:])
+}
+
+// sgemmBF16A is sgemmBF16 with A already in BF16: ab holds m rows of stride
+// kp (= b.k rounded up to even, the padding value zero), followed by zero
+// rows up to a multiple of the kernel's mr.
+func sgemmBF16A(threads, m int, ab []uint16, kp int, b *packedB, c []float32, ldc int, ep epilogue) {
+	kern := b.kern
+	mr := kern.mr
+	k := b.k
 	panels, _ := panelsOf(kern, b.n)
 	if threads <= 1 || m*b.n*max(k, 1) < gemmSerialWork {
 		for i0 := 0; i0 < m; i0 += rowBlock {
 			sgemmBlockBF16(ab, kp, b, c, ldc, i0, min(i0+rowBlock, m), 0, panels, &ep)
 		}
-	} else {
-		mb := (m + rowBlock - 1) / rowBlock
-		rows := ((m+mb-1)/mb + mr - 1) / mr * mr
-		mb = (m + rows - 1) / rows
-		nt := min(panels, max(1, (2*threads+mb-1)/mb))
-		pt := (panels + nt - 1) / nt
-		nt = (panels + pt - 1) / pt
-		parallelFor(threads, mb*nt, func(t int) {
-			i0 := (t / nt) * rows
-			p0 := (t % nt) * pt
-			sgemmBlockBF16(ab, kp, b, c, ldc, i0, min(i0+rows, m), p0, min(p0+pt, panels), &ep)
-		})
+		return
 	}
-	putScratch(as)
+	mb := (m + rowBlock - 1) / rowBlock
+	if mb > 1 {
+		mb = min(max(mb, 4*threads), (m+mr-1)/mr)
+	}
+	rows := ((m+mb-1)/mb + mr - 1) / mr * mr
+	mb = (m + rows - 1) / rows
+	nt := min(panels, max(1, (2*threads+mb-1)/mb))
+	pt := (panels + nt - 1) / nt
+	nt = (panels + pt - 1) / pt
+	parallelFor(threads, mb*nt, func(t int) {
+		i0 := (t / nt) * rows
+		p0 := (t % nt) * pt
+		sgemmBlockBF16(ab, kp, b, c, ldc, i0, min(i0+rows, m), p0, min(p0+pt, panels), &ep)
+	})
 }
 
 // sgemmBlockBF16 computes rows [i0, i1) and panels [p0, p1) of C from the
@@ -228,6 +246,11 @@ func sgemmBlockBF16(ab []uint16, kp int, b *packedB, c []float32, ldc int, i0, i
 	if ep.act != actNone && !(ep.act == actReLU && kern.relu) {
 		for i := i0; i < i1; i++ {
 			kern.activate(ep.act, c[i*ldc+j0:i*ldc+j1])
+		}
+	}
+	if ep.out16 != nil {
+		for i := i0; i < i1; i++ {
+			bf16Convert(ep.out16[i*ep.ld16+j0:i*ep.ld16+j1], c[i*ldc+j0:i*ldc+j1])
 		}
 	}
 }

@@ -249,6 +249,143 @@ bnext12x16:
 	VZEROUPPER
 	RET
 
+// func gemmBF16x24(kc int, a *uint16, lda int, b *uint16, c *float32, ldc, strips int, bias *float32, flags, mask int)
+TEXT ·gemmBF16x24(SB), NOSPLIT, $0-80
+	SETUP
+	SHRQ $1, R8 // lda counts uint16
+
+bstrip12x24:
+	LEAQ (R9)(R8*2), R10
+	ADDQ R8, R10
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11
+	LEAQ (R11)(R8*2), R12
+	ADDQ R8, R12
+	MOVQ R9, R14
+	MOVQ BX, R15
+	MOVQ CX, AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Y12, Y12, Y12
+	VPXORD Y13, Y13, Y13
+	VPXORD Y14, Y14, Y14
+	VPXORD Y15, Y15, Y15
+	VPXORD Y16, Y16, Y16
+	VPXORD Y17, Y17, Y17
+	VPXORD Y18, Y18, Y18
+	VPXORD Y19, Y19, Y19
+	VPXORD Y20, Y20, Y20
+	VPXORD Y21, Y21, Y21
+	VPXORD Y22, Y22, Y22
+	VPXORD Y23, Y23, Y23
+
+bk12x24:
+	VMOVDQU32 (R15), Z24
+	VMOVDQU32 64(R15), Y25
+	// vdpbf16ps (%r9){1to16}, %zmm24, %zmm0
+	BYTE $0x62; BYTE $0xD2; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x01
+	// vdpbf16ps (%r9){1to8}, %ymm25, %ymm12
+	BYTE $0x62; BYTE $0x52; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x21
+	// vdpbf16ps (%r9,%r8,1){1to16}, %zmm24, %zmm1
+	BYTE $0x62; BYTE $0x92; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x0C; BYTE $0x01
+	// vdpbf16ps (%r9,%r8,1){1to8}, %ymm25, %ymm13
+	BYTE $0x62; BYTE $0x12; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x2C; BYTE $0x01
+	// vdpbf16ps (%r9,%r8,2){1to16}, %zmm24, %zmm2
+	BYTE $0x62; BYTE $0x92; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x14; BYTE $0x41
+	// vdpbf16ps (%r9,%r8,2){1to8}, %ymm25, %ymm14
+	BYTE $0x62; BYTE $0x12; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x34; BYTE $0x41
+	// vdpbf16ps (%r10){1to16}, %zmm24, %zmm3
+	BYTE $0x62; BYTE $0xD2; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x1A
+	// vdpbf16ps (%r10){1to8}, %ymm25, %ymm15
+	BYTE $0x62; BYTE $0x52; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x3A
+	// vdpbf16ps (%r10,%r8,1){1to16}, %zmm24, %zmm4
+	BYTE $0x62; BYTE $0x92; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x24; BYTE $0x02
+	// vdpbf16ps (%r10,%r8,1){1to8}, %ymm25, %ymm16
+	BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x04; BYTE $0x02
+	// vdpbf16ps (%r10,%r8,2){1to16}, %zmm24, %zmm5
+	BYTE $0x62; BYTE $0x92; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x2C; BYTE $0x42
+	// vdpbf16ps (%r10,%r8,2){1to8}, %ymm25, %ymm17
+	BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x0C; BYTE $0x42
+	// vdpbf16ps (%r11){1to16}, %zmm24, %zmm6
+	BYTE $0x62; BYTE $0xD2; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x33
+	// vdpbf16ps (%r11){1to8}, %ymm25, %ymm18
+	BYTE $0x62; BYTE $0xC2; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x13
+	// vdpbf16ps (%r11,%r8,1){1to16}, %zmm24, %zmm7
+	BYTE $0x62; BYTE $0x92; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x3C; BYTE $0x03
+	// vdpbf16ps (%r11,%r8,1){1to8}, %ymm25, %ymm19
+	BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x1C; BYTE $0x03
+	// vdpbf16ps (%r11,%r8,2){1to16}, %zmm24, %zmm8
+	BYTE $0x62; BYTE $0x12; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x04; BYTE $0x43
+	// vdpbf16ps (%r11,%r8,2){1to8}, %ymm25, %ymm20
+	BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x24; BYTE $0x43
+	// vdpbf16ps (%r12){1to16}, %zmm24, %zmm9
+	BYTE $0x62; BYTE $0x52; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x0C; BYTE $0x24
+	// vdpbf16ps (%r12){1to8}, %ymm25, %ymm21
+	BYTE $0x62; BYTE $0xC2; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x2C; BYTE $0x24
+	// vdpbf16ps (%r12,%r8,1){1to16}, %zmm24, %zmm10
+	BYTE $0x62; BYTE $0x12; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x14; BYTE $0x04
+	// vdpbf16ps (%r12,%r8,1){1to8}, %ymm25, %ymm22
+	BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x34; BYTE $0x04
+	// vdpbf16ps (%r12,%r8,2){1to16}, %zmm24, %zmm11
+	BYTE $0x62; BYTE $0x12; BYTE $0x3E; BYTE $0x50; BYTE $0x52; BYTE $0x1C; BYTE $0x44
+	// vdpbf16ps (%r12,%r8,2){1to8}, %ymm25, %ymm23
+	BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x30; BYTE $0x52; BYTE $0x3C; BYTE $0x44
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $96, R15
+	DECQ AX
+	JNZ  bk12x24
+
+	TESTQ $FLAG_LOAD, R13
+	JNZ   bacc12x24
+	ST3_NEW(Z0, Y12)
+	ST3_NEW(Z1, Y13)
+	ST3_NEW(Z2, Y14)
+	ST3_NEW(Z3, Y15)
+	ST3_NEW(Z4, Y16)
+	ST3_NEW(Z5, Y17)
+	ST3_NEW(Z6, Y18)
+	ST3_NEW(Z7, Y19)
+	ST3_NEW(Z8, Y20)
+	ST3_NEW(Z9, Y21)
+	ST3_NEW(Z10, Y22)
+	ST3_NEW(Z11, Y23)
+	JMP bnext12x24
+
+bacc12x24:
+	ST3_ACC(Z0, Y12)
+	ST3_ACC(Z1, Y13)
+	ST3_ACC(Z2, Y14)
+	ST3_ACC(Z3, Y15)
+	ST3_ACC(Z4, Y16)
+	ST3_ACC(Z5, Y17)
+	ST3_ACC(Z6, Y18)
+	ST3_ACC(Z7, Y19)
+	ST3_ACC(Z8, Y20)
+	ST3_ACC(Z9, Y21)
+	ST3_ACC(Z10, Y22)
+	ST3_ACC(Z11, Y23)
+
+bnext12x24:
+	LEAQ (R14)(R8*4), R9
+	LEAQ (R9)(R8*8), R9
+	DECQ DI
+	JNZ  bstrip12x24
+	VZEROUPPER
+	RET
+
 // The 8-row variant, for the last rows of a matrix.
 // func gemmBF16x32r8(kc int, a *uint16, lda int, b *uint16, c *float32, ldc, strips int, bias *float32, flags, mask int)
 TEXT ·gemmBF16x32r8(SB), NOSPLIT, $0-80

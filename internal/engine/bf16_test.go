@@ -54,6 +54,7 @@ func TestSGEMMBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, sz := range []struct{ m, n, k int }{
 		{1, 1, 1}, {7, 13, 5}, {12, 32, 2}, {97, 129, 257}, {197, 96, 64}, {130, 260, 513}, {25, 44, 1100},
+		{13, 22, 71}, {30, 88, 40}, {50, 56, 300},
 	} {
 		for _, threads := range []int{1, 3} {
 			t.Run(fmt.Sprintf("%dx%dx%d/threads=%d", sz.m, sz.n, sz.k, threads), func(t *testing.T) {

@@ -76,9 +76,18 @@ func byteLine(b []byte) string {
 }
 
 func kernel(w *bytes.Buffer, name string, two bool, nrows int) {
+	kernelW(w, name, map[bool]int{true: 32, false: 16}[two], nrows)
+}
+
+// kernelW writes a kernel of nrows rows and width 16, 24 or 32 columns.
+func kernelW(w *bytes.Buffer, name string, width, nrows int) {
+	two := width == 32
 	var insts, comments []string
 	for r, row := range rows[:nrows] {
-		if two {
+		if width == 24 {
+			insts = append(insts, fmt.Sprintf("vdpbf16ps %s{1to16}, %%zmm24, %%zmm%d", row[1], r),
+				fmt.Sprintf("vdpbf16ps %s{1to8}, %%ymm25, %%ymm%d", row[1], 12+r))
+		} else if two {
 			for h := range 2 {
 				insts = append(insts, fmt.Sprintf("vdpbf16ps %s{1to16}, %%zmm%d, %%zmm%d", row[1], 24+h, 2*r+h))
 			}
@@ -94,6 +103,9 @@ func kernel(w *bytes.Buffer, name string, two bool, nrows int) {
 	if two {
 		acc, step, lbl = 2*nrows, 128, fmt.Sprint(nrows, "x32")
 	}
+	if width == 24 {
+		acc, step, lbl = nrows, 96, fmt.Sprint(nrows, "x24")
+	}
 	if nrows < 12 {
 		fmt.Fprintf(w, "// The %d-row variant, for the last rows of a matrix.\n", nrows)
 	}
@@ -105,9 +117,17 @@ func kernel(w *bytes.Buffer, name string, two bool, nrows int) {
 	for i := range acc {
 		fmt.Fprintf(w, "\tVPXORD Z%d, Z%d, Z%d\n", i, i, i)
 	}
+	if width == 24 {
+		for i := 12; i < 12+nrows; i++ {
+			fmt.Fprintf(w, "\tVPXORD Y%d, Y%d, Y%d\n", i, i, i)
+		}
+	}
 	fmt.Fprintf(w, "\nbk%s:\n\tVMOVDQU32 (R15), Z24\n", lbl)
 	if two {
 		w.WriteString("\tVMOVDQU32 64(R15), Z25\n")
+	}
+	if width == 24 {
+		w.WriteString("\tVMOVDQU32 64(R15), Y25\n")
 	}
 	for i, b := range enc {
 		fmt.Fprintf(w, "\t// %s\n%s\n", comments[i], byteLine(b))
@@ -115,7 +135,9 @@ func kernel(w *bytes.Buffer, name string, two bool, nrows int) {
 	fmt.Fprintf(w, "\tADDQ $4, R9\n\tADDQ $4, R10\n\tADDQ $4, R11\n\tADDQ $4, R12\n\tADDQ $%d, R15\n\tDECQ AX\n\tJNZ  bk%s\n\n", step, lbl)
 	fmt.Fprintf(w, "\tTESTQ $FLAG_LOAD, R13\n\tJNZ   bacc%s\n", lbl)
 	for r := range nrows {
-		if two {
+		if width == 24 {
+			fmt.Fprintf(w, "\tST3_NEW(Z%d, Y%d)\n", r, 12+r)
+		} else if two {
 			fmt.Fprintf(w, "\tST2_NEW(Z%d, Z%d)\n", 2*r, 2*r+1)
 		} else {
 			fmt.Fprintf(w, "\tST1_NEW(Z%d)\n", r)
@@ -123,7 +145,9 @@ func kernel(w *bytes.Buffer, name string, two bool, nrows int) {
 	}
 	fmt.Fprintf(w, "\tJMP bnext%s\n\nbacc%s:\n", lbl, lbl)
 	for r := range nrows {
-		if two {
+		if width == 24 {
+			fmt.Fprintf(w, "\tST3_ACC(Z%d, Y%d)\n", r, 12+r)
+		} else if two {
 			fmt.Fprintf(w, "\tST2_ACC(Z%d, Z%d)\n", 2*r, 2*r+1)
 		} else {
 			fmt.Fprintf(w, "\tST1_ACC(Z%d)\n", r)
@@ -155,6 +179,7 @@ func main() {
 `)
 	kernel(&w, "gemmBF16x32", true, 12)
 	kernel(&w, "gemmBF16x16", false, 12)
+	kernelW(&w, "gemmBF16x24", 24, 12)
 	kernel(&w, "gemmBF16x32r8", true, 8)
 	kernel(&w, "gemmBF16x32r4", true, 4)
 	if err := os.WriteFile("bf16_amd64.s", w.Bytes(), 0o644); err != nil {

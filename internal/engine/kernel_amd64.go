@@ -22,6 +22,12 @@ func gemm8x32AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int,
 func gemm4x32AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
 
 //go:noescape
+func gemm12x24AVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int)
+
+//go:noescape
+func gemm12x24ConvAVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int, offs *int, ntaps int)
+
+//go:noescape
 func gemm12x32ConvAVX512(kc int, a *float32, lda int, b, c *float32, ldc, strips int, bias *float32, flags, mask int, offs *int, ntaps int)
 
 //go:noescape
@@ -52,18 +58,21 @@ func biasPtr(bias []float32, flags int) *float32 {
 	return nil
 }
 
-// avx512Kernel holds a 12×32 tile in 24 zmm registers (12×16 for a narrow
-// last panel) and masks partial columns.
-var avx512Kernel = &microKernel{name: "avx512", mr: 12, nr: 32, half: true, masked: true, relu: true, vec: true,
+// avx512Kernel holds a 12×32 tile in 24 zmm registers (12×24 and 12×16
+// for a narrow last panel) and masks partial columns.
+var avx512Kernel = &microKernel{name: "avx512", mr: 12, nr: 32, lastWidths: []int{16, 24}, masked: true, relu: true, vec: true,
 	fn: func(kc int, a []float32, lda int, b []float32, pw int, c []float32, ldc, strips int, bias []float32, flags, w int) {
 		if kc <= 0 || strips <= 0 {
 			return
 		}
 		checkTiles(12, kc, a, lda, b, pw, c, ldc, strips, bias, flags, w)
 		mask := 1<<w - 1
-		if pw == 32 {
+		switch pw {
+		case 32:
 			gemm12x32AVX512(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, mask)
-		} else {
+		case 24:
+			gemm12x24AVX512(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, mask)
+		default:
 			gemm12x16AVX512(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, mask)
 		}
 	}}
@@ -101,9 +110,12 @@ func avx512Conv(kc int, a []float32, lda int, offs []int, b []float32, pw int, c
 	if flags&gemmBias != 0 {
 		_ = bias[w-1]
 	}
-	if pw == 32 {
+	switch pw {
+	case 32:
 		gemm12x32ConvAVX512(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, 1<<w-1, &offs[0], len(offs))
-	} else {
+	case 24:
+		gemm12x24ConvAVX512(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, 1<<w-1, &offs[0], len(offs))
+	default:
 		gemm12x16ConvAVX512(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, 1<<w-1, &offs[0], len(offs))
 	}
 }
@@ -115,7 +127,7 @@ func init() {
 
 // avx2Kernel holds a 6×16 tile in 12 ymm registers (6×8 for a narrow last
 // panel).
-var avx2Kernel = &microKernel{name: "avx2", mr: 6, nr: 16, half: true,
+var avx2Kernel = &microKernel{name: "avx2", mr: 6, nr: 16, lastWidths: []int{8},
 	fn: func(kc int, a []float32, lda int, b []float32, pw int, c []float32, ldc, strips int, bias []float32, flags, w int) {
 		if kc <= 0 || strips <= 0 {
 			return
@@ -168,6 +180,9 @@ func gemmBF16x32r8(kc int, a *uint16, lda int, b *uint16, c *float32, ldc, strip
 func gemmBF16x32r4(kc int, a *uint16, lda int, b *uint16, c *float32, ldc, strips int, bias *float32, flags, mask int)
 
 //go:noescape
+func gemmBF16x24(kc int, a *uint16, lda int, b *uint16, c *float32, ldc, strips int, bias *float32, flags, mask int)
+
+//go:noescape
 func gemmBF16x16(kc int, a *uint16, lda int, b *uint16, c *float32, ldc, strips int, bias *float32, flags, mask int)
 
 // avx512BF16 is the BF16 variant of avx512Kernel (12×32 tiles, VDPBF16PS).
@@ -184,9 +199,12 @@ var avx512BF16 = &bf16Kernel{
 			_ = bias[w-1]
 		}
 		mask := 1<<w - 1
-		if pw == 32 {
+		switch pw {
+		case 32:
 			gemmBF16x32(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, mask)
-		} else {
+		case 24:
+			gemmBF16x24(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, mask)
+		default:
 			gemmBF16x16(kc, &a[0], lda, &b[0], &c[0], ldc, strips, biasPtr(bias, flags), flags, mask)
 		}
 	}}

@@ -15,16 +15,19 @@ const (
 //
 // for s < strips, i < mr, j < w. A is read in place. Kernels with masked
 // set write only the w columns; the others write the whole panel width, and
-// sgemm passes partial panels through a tile buffer. Weights are packed
+// sgemm passes partial panels through a tile buffer. pw is nr or, for the
+// last panel, one of lastWidths. Weights are packed
 // for the kernel a Model is built with.
 type microKernel struct {
 	name   string
 	mr, nr int
-	half   bool // a last panel of nr/2 columns is allowed
-	masked bool // fn honours w < pw
-	relu   bool // fn (and conv, tails, bf16) honour gemmReLU
-	vec    bool // the AVX-512 element-wise routines (vec_amd64.s) are used
-	fn     func(kc int, a []float32, lda int, b []float32, pw int, c []float32, ldc, strips int, bias []float32, flags, w int)
+	// lastWidths are the widths, ascending and below nr, that the last
+	// panel of a matrix may have (narrower panels waste fewer columns).
+	lastWidths []int
+	masked     bool // fn honours w < pw
+	relu       bool // fn (and conv, tails, bf16) honour gemmReLU
+	vec        bool // the AVX-512 element-wise routines (vec_amd64.s) are used
+	fn         func(kc int, a []float32, lda int, b []float32, pw int, c []float32, ldc, strips int, bias []float32, flags, w int)
 	// conv, if set, is fn with the kc·taps steps split into taps segments
 	// of kc, segment t reading A at byte offset offs[t] (implicit-GEMM
 	// convolution, see convLayer.forwardImplicit); masked kernels only.

@@ -48,6 +48,7 @@ func TestSGEMM(t *testing.T) {
 	sizes := []struct{ m, n, k int }{
 		{1, 1, 1}, {7, 13, 5}, {2, 4, 3}, {3, 5, 0}, {97, 129, 257}, {50, 3, 600},
 		{197, 96, 64}, {130, 260, 513}, {1, 700, 40}, {301, 17, 1100},
+		{13, 22, 70}, {30, 88, 33}, {25, 56, 300}, // 24-wide last panels
 	}
 	for _, kern := range kernels() {
 		for _, sz := range sizes {
@@ -399,6 +400,7 @@ func TestConv(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, tt := range []struct{ cin, cout, h, w, k, stride int }{
 		{3, 2, 9, 7, 3, 2}, {2, 5, 8, 8, 3, 1}, {4, 16, 6, 5, 1, 1}, {5, 7, 23, 19, 3, 1}, {3, 4, 17, 17, 3, 2},
+		{5, 22, 9, 11, 3, 1}, {3, 88, 6, 7, 3, 1}, {6, 44, 7, 5, 3, 1},
 	} {
 		for _, kern := range kernels() {
 			for threads := 1; threads <= 2; threads++ { // both paths of convLayer.forward

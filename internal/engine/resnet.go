@@ -178,7 +178,8 @@ func (c *convLayer) forwardImplicit(threads int, dst, src []float32, h, w int, e
 	maxOff := (k-1)*pw + k - 1
 	in := getScratch(max(ph*pw, rows+maxOff) * cin)
 	clear(in.f[:(pad*pw+pad)*cin])
-	parallelRange(threads, h, 8, func(y0, y1 int) {
+	minRows := max(1, (1<<16)/max(1, w*cin)) // at least 64 Ki values per chunk
+	parallelRange(threads, h, minRows, func(y0, y1 int) {
 		for y := y0; y < y1; y++ {
 			row := in.f[((y+pad)*pw+pad)*cin : ((y+pad+1)*pw+pad)*cin]
 			copy(row, src[y*w*cin:(y+1)*w*cin])
@@ -195,9 +196,15 @@ func (c *convLayer) forwardImplicit(threads int, dst, src []float32, h, w int, e
 	}
 	out := getScratch(rows * cout)
 	panels, _ := panelsOf(kern, cout)
-	const blockStrips = rowBlock / 12
-	sb := max(1, blockStrips*12/mr)
+	// Blocks of up to rowBlock rows; when there are several, at least four
+	// per thread (as in sgemm).
+	sb := max(1, rowBlock/mr)
 	mb := (strips + sb - 1) / sb
+	if mb > 1 && threads > 1 {
+		mb = min(max(mb, 4*threads), strips)
+		sb = (strips + mb - 1) / mb
+		mb = (strips + sb - 1) / sb
+	}
 	nt := 1
 	if threads > 1 && mb < 2*threads {
 		nt = min(panels, (2*threads+mb-1)/mb)
@@ -224,7 +231,7 @@ func (c *convLayer) forwardImplicit(threads int, dst, src []float32, h, w int, e
 		}
 	})
 	putScratch(in)
-	parallelRange(threads, h, 8, func(y0, y1 int) {
+	parallelRange(threads, h, max(1, (1<<16)/max(1, w*cout)), func(y0, y1 int) {
 		for y := y0; y < y1; y++ {
 			copy(dst[y*w*cout:(y+1)*w*cout], out.f[y*pw*cout:(y*pw+w)*cout])
 		}
@@ -399,7 +406,7 @@ func poolMap(threads int, x fmap, k int) fmap {
 // splitting output rows over the threads.
 func poolInto(threads int, y, x fmap, k int) {
 	rowIn, rowOut := k*x.w*x.c, y.w*y.c
-	parallelRange(threads, x.n*y.h, 4, func(r0, r1 int) {
+	parallelRange(threads, x.n*y.h, max(1, (1<<16)/max(1, rowIn)), func(r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			i, oy := r/y.h, r%y.h
 			src := x.buf.f[i*x.size()+oy*rowIn : i*x.size()+(oy+1)*rowIn]

@@ -14,8 +14,8 @@ const (
 
 // packedB is the right-hand operand B [k×n] of a GEMM, packed for a
 // micro-kernel: panels of nr columns, each k rows of nr values, the last
-// panel nr/2 wide when the kernel allows it and that is enough (columns
-// past n are zero).
+// panel as narrow as the kernel's lastWidths allow (columns past n are
+// zero).
 type packedB struct {
 	k, n int
 	kern *microKernel
@@ -31,8 +31,12 @@ func panelsOf(kern *microKernel, n int) (count, last int) {
 	nr := kern.nr
 	count = (n + nr - 1) / nr
 	last = nr
-	if kern.half && n%nr != 0 && n%nr <= nr/2 {
-		last = nr / 2
+	if rem := n % nr; rem != 0 {
+		for _, w := range kern.lastWidths {
+			if rem <= w {
+				return count, w
+			}
+		}
 	}
 	return count, last
 }
@@ -104,6 +108,10 @@ type epilogue struct {
 	acc  bool      // C += A·B instead of C = A·B
 	bias []float32 // then C[i][j] += bias[j], if not nil
 	act  activation
+	// out16, if not nil, also receives the result rounded to BF16 (row
+	// stride ld16), while it is in cache; BF16 products only.
+	out16 []uint16
+	ld16  int
 }
 
 // sgemm computes C = A·B (or C += A·B), then applies the epilogue, splitting
@@ -126,8 +134,13 @@ func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc in
 		}
 		return
 	}
-	// Row blocks of about equal size, multiples of mr.
+	// Row blocks of about equal size, multiples of mr; when there are
+	// several, at least four per thread, so that dynamic claiming balances
+	// the threads' loads.
 	mb := (m + rowBlock - 1) / rowBlock
+	if mb > 1 {
+		mb = min(max(mb, 4*threads), (m+mr-1)/mr)
+	}
 	rows := ((m+mb-1)/mb + mr - 1) / mr * mr
 	mb = (m + rows - 1) / rows
 	// Column ranges: split only as far as needed to give every thread
@@ -231,6 +244,11 @@ func sgemmBlock(a []float32, lda int, b *packedB, c []float32, ldc int, i0, i1, 
 	if ep.act != actNone && !(ep.act == actReLU && kern.relu && k > 0) {
 		for i := i0; i < i1; i++ {
 			kern.activate(ep.act, c[i*ldc+j0:i*ldc+j1])
+		}
+	}
+	if ep.out16 != nil {
+		for i := i0; i < i1; i++ {
+			bf16Convert(ep.out16[i*ep.ld16+j0:i*ep.ld16+j1], c[i*ldc+j0:i*ldc+j1])
 		}
 	}
 }

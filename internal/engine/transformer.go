@@ -75,6 +75,14 @@ func (t *transformer) gather(xp, x []float32, seqs []seq) {
 func (t *transformer) qkvProject(threads int, b *block, x []float32, rows int) *scratch {
 	w := t.width
 	a := b.heads * t.headDim
+	if b.qkv.w.bf16 != nil { // BF16 weights: normalise straight into BF16 rows
+		hs, h16, kp := t.layerNormBF16(threads, x, rows, b.ln1g, b.ln1b)
+		ldq := padStride(3 * a)
+		qkv := getScratch(rows * ldq)
+		sgemmBF16A(threads, rows, h16, kp, b.qkv.w, qkv.f, ldq, epilogue{bias: b.qkv.bias})
+		putScratch(hs)
+		return qkv
+	}
 	ldh := padStride(w)
 	h := getScratch(rows * ldh)
 	t.layerNormStrided(threads, h.f, ldh, x, rows, b.ln1g, b.ln1b)
@@ -141,6 +149,27 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 				row[j] += v
 			}
 		}
+	case b.fc.w.bf16 != nil && b.proj.w.bf16 != nil:
+		// BF16 weights: LN₂ straight into BF16 rows, and the activated
+		// hidden layer rounded to BF16 by the first product's epilogue.
+		m := b.mlpWidth
+		hs, h16, kp := t.layerNormBF16(threads, x, rows, b.ln2g, b.ln2b)
+		ldf := padStride(m)
+		f := getScratch(rows * ldf)
+		kpm := (m + 1) &^ 1
+		mr := t.kern.mr
+		fs, f16 := bf16Scratch((rows + mr - 1) / mr * mr * kpm)
+		clear(f16[rows*kpm:])
+		if kpm > m {
+			for r := range rows {
+				f16[r*kpm+m] = 0
+			}
+		}
+		sgemmBF16A(threads, rows, h16, kp, b.fc.w, f.f, ldf, epilogue{bias: b.fc.bias, act: t.act, out16: f16, ld16: kpm})
+		putScratch(hs)
+		putScratch(f)
+		sgemmBF16A(threads, rows, f16, kpm, b.proj.w, x, w, epilogue{acc: true, bias: b.proj.bias})
+		putScratch(fs)
 	default:
 		m := b.mlpWidth
 		ldh, ldf := padStride(w), padStride(m)
@@ -169,7 +198,7 @@ func padStride(n int) int {
 // stride ld, splitting the rows over the threads.
 func (t *transformer) layerNormStrided(threads int, dst []float32, ld int, x []float32, rows int, g, b []float32) {
 	w := t.width
-	parallelRange(threads, rows, 64, func(r0, r1 int) {
+	parallelRange(threads, rows, max(64, (1<<16)/max(w, 1)), func(r0, r1 int) {
 		if ld == w {
 			t.kern.layerNorm(dst[r0*w:r1*w], x[r0*w:r1*w], r1-r0, w, g, b)
 			return
@@ -178,4 +207,29 @@ func (t *transformer) layerNormStrided(threads int, dst []float32, ld int, x []f
 			t.kern.layerNorm(dst[r*ld:r*ld+w], x[r*w:(r+1)*w], 1, w, g, b)
 		}
 	})
+}
+
+// layerNormBF16 returns LayerNorm(x) of rows×width values rounded to BF16:
+// rows of stride kp (width rounded up to even, the padding value zero),
+// followed by zero rows up to a multiple of the kernel's mr, as sgemmBF16A
+// takes them. Each row is rounded right after it is normalised.
+func (t *transformer) layerNormBF16(threads int, x []float32, rows int, g, b []float32) (*scratch, []uint16, int) {
+	w := t.width
+	kp := (w + 1) &^ 1
+	mr := t.kern.mr
+	s, h := bf16Scratch((rows + mr - 1) / mr * mr * kp)
+	clear(h[rows*kp:])
+	parallelRange(threads, rows, max(64, (1<<16)/max(w, 1)), func(r0, r1 int) {
+		tmp := getScratch(w)
+		for r := r0; r < r1; r++ {
+			t.kern.layerNorm(tmp.f, x[r*w:(r+1)*w], 1, w, g, b)
+			row := h[r*kp : (r+1)*kp]
+			bf16Convert(row[:w], tmp.f)
+			if kp > w {
+				row[w] = 0
+			}
+		}
+		putScratch(tmp)
+	})
+	return s, h, kp
 }

@@ -77,17 +77,35 @@ func BenchmarkSearch(b *testing.B) {
 
 // BenchmarkLoad measures reading n stored 512-d vectors from the index file
 // into memory: what 'tinyclip search' pays once per run and a server once
-// per change of the file.
+// per change of the file. The file is written first (2 KiB per vector).
 //
 //	go test -run '^$' -bench BenchmarkLoad -benchtime 3x ./internal/search/
 func BenchmarkLoad(b *testing.B) {
-	const dim, n = 512, 100_000
+	const dim = 512
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			db := syntheticDB(b, n, dim)
+			defer db.Close()
+			b.SetBytes(int64(n) * dim * 4)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				g, err := db.load(context.Background(), dim)
+				if err != nil || len(g.paths) != n {
+					b.Fatal(err)
+				}
+			}
+		})
+		runtime.GC()
+	}
+}
+
+// syntheticDB writes an index file of n random vectors.
+func syntheticDB(b *testing.B, n, dim int) *DB {
 	f := syntheticFlat(n, dim)
 	db, err := OpenOrCreate(b.TempDir() + "/bench.db")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
 	probe := make([]float32, 2*dim)
 	probe[0], probe[dim] = 1, 1
 	ctx := context.Background()
@@ -114,12 +132,5 @@ func BenchmarkLoad(b *testing.B) {
 	if err := db.reloadModelLocked(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(n * dim * 4)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		g, err := db.load(ctx, dim)
-		if err != nil || len(g.paths) != n {
-			b.Fatal(err)
-		}
-	}
+	return db
 }

@@ -58,5 +58,27 @@
 // position of the batch, rounded up to 16 tokens (exact: the text tower is
 // causal), so a few graphs are compiled per batch size.
 //
+// AccumStep is the same step with gradient accumulation over
+// micro-batches; for these losses it is not equivalent to a bigger batch
+// (each softmax sees only its micro-batch), see its documentation.
+//
+// # Runs
+//
+// Run drives a Stepper (Step, AccumStep, or another training mode) over a
+// data stream (internal/data's Stream: per-epoch order from the seed,
+// parallel decoding and augmentation, fixed-size batches, a cursor) for a
+// number of iterations with a learning-rate schedule: it writes atomic
+// checkpoints (DIR/ckpt-<step>/{model,optim}.safetensors + state.json,
+// DIR/latest; WriteCheckpoint, ReadCheckpoint) with the data cursor, the
+// data-order generator state, the run's hash and the kernel path, resumes
+// them bit-identically, stops on non-finite losses, evaluates (ZeroShot,
+// Retrieval) every N steps, logs JSON lines (DIR/log.jsonl), draws
+// DIR/curves.png, and exports DIR/final (WriteModel) and DIR/final-hf
+// (WriteHF) at the end.
+//
+// A Recipe (YAML, ParseRecipe) describes a whole distillation — teacher,
+// student, inheritance, data, hyper-parameters, evaluation, stages — and
+// Distill runs it; it is what "tinyclip distill" executes.
+//
 // Students and Steps are not safe for concurrent use.
 package train

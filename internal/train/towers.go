@@ -40,12 +40,34 @@ func encodeImage(scope *model.Scope, v *config.VisionArch, images *Node, mode bn
 	if v.Kind == config.KindResNet {
 		return encodeResNet(scope, v, images, mode)
 	}
-	return encodeViT(scope, v, images)
+	return encodeViT(scope, v, images, nil)
+}
+
+// towerMasks are the L0 gates of one transformer tower in a masked forward
+// pass (auto inheritance, spec §6.2): training samples or deterministic
+// eval masks. The towers take nil for the plain (unmasked) forward, which
+// builds exactly the graph it builds without masks.
+type towerMasks struct {
+	// hidden [W] gates the residual stream: the embeddings and the output
+	// of every attention and MLP sub-layer are multiplied by it.
+	hidden *Node
+	// keep [W] is 1 where hidden ≠ 0 and 0 elsewhere (no gradient): every
+	// LayerNorm normalises over these dimensions only and outputs 0 on the
+	// others.
+	keep *Node
+	// heads [L, H] gates each layer's heads (after softmax·V, before
+	// out_proj); inter [L, M] each layer's MLP units (after the activation).
+	heads, inter *Node
 }
 
 // encodeViT is the ViT image tower (spec §1.1.2). The patch convolution
 // (kernel = stride = P, no bias) is a matrix product over flattened patches.
-func encodeViT(scope *model.Scope, v *config.VisionArch, x *Node) *Node {
+// With masks m it is the official masked forward (model.py
+// VisualTransformer.forward with hidden_z/heads_z/intermediate_z): the
+// embeddings are multiplied by the hidden gates after the positional
+// embedding, LayerNorms see the kept dimensions only, and nothing gates the
+// ln_post output before the projection.
+func encodeViT(scope *model.Scope, v *config.VisionArch, x *Node, m *towerMasks) *Node {
 	g := x.Graph()
 	b := x.Shape().Dim(0)
 	p := v.PatchSize
@@ -60,10 +82,13 @@ func encodeViT(scope *model.Scope, v *config.VisionArch, x *Node) *Node {
 	cls = BroadcastToDims(Reshape(cls, 1, 1, w), b, 1, w)
 	h := Concatenate([]*Node{cls, tokens}, 1)
 	h = Add(h, ExpandLeftToRank(param(scope, g, "positional_embedding", grid*grid+1, w), 3))
-	h = layerNorm(scope.At("ln_pre"), h)
-	h = transformer(scope.At("transformer"), h, &v.Transformer, nil)
+	if m != nil {
+		h = Mul(h, ExpandLeftToRank(m.hidden, 3))
+	}
+	h = towerNorm(scope.At("ln_pre"), h, m)
+	h = transformerMasked(scope.At("transformer"), h, &v.Transformer, nil, m)
 	h0 := Reshape(Slice(h, AxisRange(), AxisElem(0)), b, w)
-	h0 = layerNorm(scope.At("ln_post"), h0)
+	h0 = towerNorm(scope.At("ln_post"), h0, m)
 	return project(h0, param(scope, g, "proj", w, v.Embed))
 }
 
@@ -73,6 +98,14 @@ func encodeViT(scope *model.Scope, v *config.VisionArch, x *Node) *Node {
 // first largest id). Because attention is causal, the pooled rows do not
 // depend on positions after them: C may stop anywhere after the last eot.
 func encodeText(scope *model.Scope, t *config.TextArch, ids, eot *Node) *Node {
+	return encodeTextMasked(scope, t, ids, eot, nil)
+}
+
+// encodeTextMasked is encodeText with the L0 gates m (nil: none), as the
+// official TextEncoder.encode_text with masks: the embeddings are
+// multiplied by the hidden gates after the positional embedding and
+// ln_final sees the kept dimensions only.
+func encodeTextMasked(scope *model.Scope, t *config.TextArch, ids, eot *Node, m *towerMasks) *Node {
 	g := ids.Graph()
 	c := ids.Shape().Dim(1)
 	w := t.Transformer.Width
@@ -83,8 +116,11 @@ func encodeText(scope *model.Scope, t *config.TextArch, ids, eot *Node) *Node {
 		pos = Slice(pos, AxisRange(0, c))
 	}
 	h = Add(h, ExpandLeftToRank(pos, 3))
-	h = transformer(scope.At("transformer"), h, &t.Transformer, causalMask(g, c))
-	h = layerNorm(scope.At("ln_final"), h)
+	if m != nil {
+		h = Mul(h, ExpandLeftToRank(m.hidden, 3))
+	}
+	h = transformerMasked(scope.At("transformer"), h, &t.Transformer, causalMask(g, c), m)
+	h = towerNorm(scope.At("ln_final"), h, m)
 	rows := Iota(g, eot.Shape(), 0)
 	idx := Stack([]*Node{rows, eot}, 1)
 	pooled := Gather(h, idx)
@@ -108,8 +144,33 @@ func causalMask(g *Graph, c int) *Node {
 // x [B, T, W]. Blocks without heads skip the attention half; blocks without
 // MLP tensors skip the MLP half; a zero-width MLP adds its c_proj bias.
 func transformer(scope *model.Scope, x *Node, t *config.Transformer, mask *Node) *Node {
+	return transformerMasked(scope, x, t, mask, nil)
+}
+
+// transformerMasked is transformer with the L0 gates m (nil: none). With
+// gates, block i computes x + hidden ⊙ out_proj(heads[i]-gated attention of
+// LN₁(x)), then x + hidden ⊙ c_proj(inter[i] ⊙ act(c_fc(LN₂(x)))), with
+// the LayerNorms over the kept dimensions (official ResidualAttentionBlock
+// with hidden_z, heads_z, intermediate_z).
+func transformerMasked(scope *model.Scope, x *Node, t *config.Transformer, mask *Node, m *towerMasks) *Node {
 	rb := scope.At("resblocks")
 	act := activationFn(t.Act)
+	if m != nil {
+		hz := ExpandLeftToRank(m.hidden, x.Rank())
+		for i, blk := range t.Blocks {
+			s := rb.At("%d", i)
+			if blk.Heads > 0 {
+				hg := Reshape(Slice(m.heads, AxisElem(i)), blk.Heads)
+				a := attentionGated(s.At("attn"), maskedLayerNorm(s.At("ln_1"), x, m.keep), blk.Heads, t.HeadDim, mask, hg)
+				x = Add(x, Mul(a, hz))
+			}
+			if blk.HasMLP && blk.MLP > 0 {
+				ig := Reshape(Slice(m.inter, AxisElem(i)), blk.MLP)
+				x = Add(x, Mul(mlpGated(s.At("mlp"), s.At("ln_2"), x, blk.MLP, act, m.keep, ig), hz))
+			}
+		}
+		return x
+	}
 	for i, blk := range t.Blocks {
 		s := rb.At("%d", i)
 		if blk.Heads > 0 {
@@ -125,17 +186,61 @@ func transformer(scope *model.Scope, x *Node, t *config.Transformer, mask *Node)
 // mlp is c_fc → activation → c_proj on LN₂(x); with width 0 it is the
 // constant c_proj bias (the zero-size tensors are not graph variables).
 func mlp(scope, ln *model.Scope, x *Node, width int, act func(*Node) *Node) *Node {
+	return mlpGated(scope, ln, x, width, act, nil, nil)
+}
+
+// mlpGated is mlp with the LayerNorm restricted to keep and the activations
+// multiplied by the unit gates [width] (both nil: mlp). Width must be > 0
+// when gated.
+func mlpGated(scope, ln *model.Scope, x *Node, width int, act func(*Node) *Node, keep, gates *Node) *Node {
 	g := x.Graph()
 	w := x.Shape().Dim(-1)
 	if width == 0 {
 		bias := param(scope.At("c_proj"), g, "bias", w)
 		return BroadcastToShape(ExpandLeftToRank(bias, x.Rank()), x.Shape())
 	}
-	h := layerNorm(ln, x)
+	var h *Node
+	if keep != nil {
+		h = maskedLayerNorm(ln, x, keep)
+	} else {
+		h = layerNorm(ln, x)
+	}
 	fc := scope.At("c_fc")
 	h = act(linear(h, param(fc, g, "weight", width, w), param(fc, g, "bias", width)))
+	if gates != nil {
+		h = Mul(h, ExpandLeftToRank(gates, h.Rank()))
+	}
 	pr := scope.At("c_proj")
 	return linear(h, param(pr, g, "weight", w, width), param(pr, g, "bias", w))
+}
+
+// towerNorm is layerNorm, or maskedLayerNorm over m.keep when m is not nil.
+func towerNorm(scope *model.Scope, x *Node, m *towerMasks) *Node {
+	if m == nil {
+		return layerNorm(scope, x)
+	}
+	return maskedLayerNorm(scope, x, m.keep)
+}
+
+// maskedLayerNorm is the official LayerNorm with hidden_z (model.py): the
+// last axis of x is normalised over the dimensions where keep [W] is 1
+// (mean and biased variance of those n values, eps 1e-5), scaled and shifted
+// by their gamma and beta; the other dimensions output 0 and pass no
+// gradient to x, gamma or beta. With n = 0 the output is all zeros, as the
+// official empty selection gives.
+func maskedLayerNorm(scope *model.Scope, x, keep *Node) *Node {
+	g := x.Graph()
+	w := x.Shape().Dim(-1)
+	gamma := param(scope, g, "weight", w)
+	beta := param(scope, g, "bias", w)
+	k := ExpandLeftToRank(keep, x.Rank())
+	n := MaxScalar(ReduceAllSum(keep), 1)
+	mean := Div(ReduceAndKeep(Mul(x, k), ReduceSum, -1), n)
+	xc := Mul(Sub(x, mean), k)
+	variance := Div(ReduceAndKeep(Square(xc), ReduceSum, -1), n)
+	y := Mul(xc, rsqrt(AddScalar(variance, normEps)))
+	y = Add(Mul(y, ExpandLeftToRank(gamma, y.Rank())), ExpandLeftToRank(beta, y.Rank()))
+	return Mul(y, k)
 }
 
 // activationFn returns the graph function of a transformer activation.
@@ -156,6 +261,14 @@ func activationFn(a config.Activation) func(*Node) *Node {
 // optional additive mask [1, T, T]. Heads are moved next to the batch axis
 // once, so that every product is a plain batched matrix product.
 func attention(scope *model.Scope, x *Node, heads, d int, mask *Node) *Node {
+	return attentionGated(scope, x, heads, d, mask, nil)
+}
+
+// attentionGated is attention with each head's output (softmax·V, before
+// out_proj) multiplied by its gate, gates [heads] (nil: attention). The
+// queries are multiplied by d^−½ as float32, which is also what the
+// official masked path computes (q *= dim_per_head ** -0.5).
+func attentionGated(scope *model.Scope, x *Node, heads, d int, mask, gates *Node) *Node {
 	g := x.Graph()
 	b, t, w := x.Shape().Dim(0), x.Shape().Dim(1), x.Shape().Dim(2)
 	a := heads * d
@@ -166,7 +279,11 @@ func attention(scope *model.Scope, x *Node, heads, d int, mask *Node) *Node {
 	}
 	q := DivScalar(part(0), math.Sqrt(float64(d)))
 	out := attend(q, part(1), part(2), mask) // [B·H, T, d]
-	out = TransposeAllAxes(Reshape(out, b, heads, t, d), 0, 2, 1, 3)
+	out4 := Reshape(out, b, heads, t, d)
+	if gates != nil {
+		out4 = Mul(out4, Reshape(gates, 1, heads, 1, 1))
+	}
+	out = TransposeAllAxes(out4, 0, 2, 1, 3)
 	out = Reshape(out, b, t, a)
 	op := scope.At("out_proj")
 	return linear(out, param(op, g, "weight", w, a), param(op, g, "bias", w))
