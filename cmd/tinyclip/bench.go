@@ -19,7 +19,7 @@ import (
 )
 
 func init() {
-	register(command{"bench", "measure images/s, texts/s and pairs/s of a model (or of random weights for a zoo architecture)", runBench, 91})
+	register(command{"bench", "measure images/s, texts/s and pairs/s of a model (or of random weights for a zoo architecture); 'bench distill': distillation steps/s", runBench, 91})
 }
 
 // benchClassNames are the 1000 ImageNet class names of the official
@@ -95,6 +95,9 @@ type benchReport struct {
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "distill" {
+		return runBenchDistill(ctx, e, args[1:])
+	}
 	fs := newFlagSet(e, "bench", "(--model PATH | --random NAME [--seed N]) [--batch 1,8] [--threads 1,2] [--precision fp32|bf16] [--iters N] [--json]")
 	model := fs.String("model", "", "model to measure (any form 'tinyclip embed' accepts)")
 	configPath := fs.String("config", "", "config.json for --model (see 'tinyclip embed')")

@@ -30,6 +30,9 @@ type distillFlags struct {
 	ckptEvery, keep, evalEvery, maxNonFinite                      *int
 	evalData, evalClasses, evalTemplates, evalCaptions, out       *string
 	resume, allowKernel, allowSlow, printRecipe, jsonOut          *bool
+	backend, precision                                            *string // see addBackendFlags
+	allowDownload                                                 *bool
+	devices                                                       *int
 }
 
 func addDistillFlags(fs *flag.FlagSet) *distillFlags {
@@ -70,6 +73,7 @@ func addDistillFlags(fs *flag.FlagSet) *distillFlags {
 		allowKernel:   fs.Bool("allow-kernel-change", false, "resume a checkpoint written on another CPU kernel path (not bit-identical; warns)"),
 		allowSlow:     fs.Bool("allow-slow", false, "run although the binary was built without GOEXPERIMENT=simd (GoMLX's scalar kernels, ~18x slower)"),
 		printRecipe:   fs.Bool("print", false, "print the resolved recipe (YAML) and exit"),
+		jsonOut:       fs.Bool("json", false, "print the results as JSON"),
 
 		startSparsity:  fs.Float64("start-sparsity", 0, "auto: target sparsity at step 0 (start_sparsity; default 0)"),
 		targetSparsity: fs.Float64("target-sparsity", 0, "auto: target sparsity of the prunable parameters reached after the sparsity warm-up (target_sparsity)"),
@@ -77,8 +81,8 @@ func addDistillFlags(fs *flag.FlagSet) *distillFlags {
 		pruneStep:      fs.Int("prune-step", 0, "auto: step at which the gates are fused and the student pruned; also the lr warm-up (prune_step; required)"),
 		l0LR:           fs.Float64("l0-lr", 0, "auto: learning rate of the log-alphas (l0_lr; default 0.02)"),
 		lambdaLR:       fs.Float64("lambda-lr", 0, "auto: learning rate of the Lagrange multipliers, negative to ascend (lambda_lr; default -0.02)"),
-		jsonOut:       fs.Bool("json", false, "print the results as JSON"),
 	}
+	d.backend, d.precision, d.allowDownload, d.devices = addBackendFlags(fs)
 	fs.Var(&d.data, "data", "training data, repeatable: synthetic[:N[:SEED]], ImageFolder, caption CSV, webdataset tars (shard-{000..099}.tar, globs) (data)")
 	fs.Var(&d.templates, "template", "caption template for label-only data, repeatable, {} = class name (templates)")
 	return d
@@ -150,6 +154,13 @@ func runDistill(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
 	}
+	prec, err := checkBackendFlags(*d.backend, *d.precision)
+	if err != nil {
+		return err
+	}
+	if err := train.CheckBackend(*d.backend); err != nil && !*d.printRecipe {
+		return err // fail fast, before loading anything
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
@@ -184,7 +195,7 @@ func runDistill(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
-	if !train.SIMD && !*d.allowSlow {
+	if !train.SIMD && !*d.allowSlow && isGoBackendFlag(*d.backend) {
 		return errors.New("this binary was built without GOEXPERIMENT=simd, so GoMLX would train with its scalar kernels (about 18x slower): " +
 			"rebuild with 'GOEXPERIMENT=simd go build ./cmd/tinyclip', or pass --allow-slow")
 	}
@@ -198,9 +209,13 @@ func runDistill(ctx context.Context, e *env, args []string) error {
 			}
 			return resolveModelCtx(ctx, e.stderr, name)
 		},
-		Progress: e.stderr,
-		Logger:   logger,
-		Override: override,
+		Progress:      e.stderr,
+		Logger:        logger,
+		Override:      override,
+		Backend:       *d.backend,
+		AllowDownload: *d.allowDownload,
+		Devices:       *d.devices,
+		Precision:     prec,
 	})
 	if err != nil {
 		return err

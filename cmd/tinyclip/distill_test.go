@@ -271,3 +271,114 @@ func firstLine(s string) string {
 	}
 	return ""
 }
+
+// TestDistillAuto runs auto weight inheritance from flags: masked steps,
+// the fuse at --prune-step, plain steps; the final pruned student (per-layer
+// dimensions in its config) and the masked checkpoint written before the
+// fuse, pruned by `tinyclip prune`, both load in `tinyclip embed`. Also
+// the auto flags in --print of a staged recipe, and the errors.
+func TestDistillAuto(t *testing.T) {
+	teacher, student := distillModels(t)
+	out := filepath.Join(t.TempDir(), "auto")
+	stdout, stderr, code := runCLI(t, "", "distill", "--allow-slow", "--teacher", teacher, "--inherit", "auto",
+		"--target-sparsity", "0.5", "--sparsity-warmup", "1", "--prune-step", "3", "--l0-lr", "2",
+		"--data", "synthetic:48", "--steps", "4", "--batch", "8", "--lr", "1e-3", "--checkpoint-every", "2", "--out", out, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res []struct {
+		Steps   int    `json:"steps"`
+		Final   string `json:"final"`
+		FinalHF string `json:"final_hf"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || len(res) != 1 || res[0].Steps != 4 {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(readFile(t, filepath.Join(res[0].Final, "config.json")), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := cfg["vision_cfg"].(map[string]any)
+	if _, ok := vc["layer_mlp"]; !ok {
+		t.Errorf("the pruned student's config has no per-layer dimensions: %v", cfg)
+	}
+	if res[0].FinalHF != "" {
+		t.Errorf("an irregular student exported as HF: %s", res[0].FinalHF)
+	}
+	pruned := filepath.Join(t.TempDir(), "pruned")
+	if _, stderr, code := runCLI(t, "", "prune", "--model", filepath.Join(out, "ckpt-2"), "--out", pruned); code != 0 {
+		t.Fatalf("prune of the masked checkpoint: exit %d: %s", code, stderr)
+	}
+	for _, model := range []string{res[0].Final, pruned} {
+		eout, estderr, code := runCLI(t, "", "embed", "--model", model, "--text", "a red circle.")
+		if code != 0 {
+			t.Fatalf("embed %s: exit %d: %s", model, code, estderr)
+		}
+		var line struct {
+			Embedding []float32 `json:"embedding"`
+		}
+		if err := json.NewDecoder(strings.NewReader(eout)).Decode(&line); err != nil || len(line.Embedding) != 32 {
+			t.Errorf("embed %s: %v, %q", model, err, eout)
+		}
+	}
+
+	// Flags override the auto keys of every stage.
+	dir := t.TempDir()
+	recipe := filepath.Join(dir, "auto.yaml")
+	os.WriteFile(recipe, []byte(`
+teacher: big.pt
+inherit: auto
+data: synthetic
+steps: 100
+out: o
+stages:
+  - {name: s75, target_sparsity: 0.25, prune_step: 30}
+  - {name: s50, start_sparsity: 0.25, target_sparsity: 0.5, prune_step: 50}
+`), 0o644)
+	stdout, stderr, code = runCLI(t, "", "distill", "--config", recipe, "--sparsity-warmup", "7", "--lambda-lr", "-0.5", "--print")
+	if code != 0 {
+		t.Fatalf("--print: exit %d: %s", code, stderr)
+	}
+	docs := strings.Split(stdout, "---\n")
+	if len(docs) != 2 {
+		t.Fatalf("%d documents: %s", len(docs), stdout)
+	}
+	for i, d := range docs {
+		r, err := train.ParseRecipe(strings.NewReader(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Inherit != "auto" || r.SparsityWarmup != 7 || r.LambdaLR != -0.5 || r.L0LR != 0.02 ||
+			r.PruneStep != []int{30, 50}[i] || r.TargetSparsity != []float64{0.25, 0.5}[i] {
+			t.Errorf("stage %d: %+v", i+1, r)
+		}
+	}
+
+	base := []string{"distill", "--allow-slow", "--teacher", teacher, "--data", "synthetic:16", "--steps", "2", "--batch", "8"}
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--inherit", "auto", "--target-sparsity", "0.5"}, "prune_step"},
+		{[]string{"--inherit", "auto", "--prune-step", "1"}, "target_sparsity"},
+		{[]string{"--inherit", "auto", "--target-sparsity", "0.5", "--prune-step", "1", "--accum", "2"}, "accumulation"},
+		{[]string{"--inherit", "auto", "--target-sparsity", "0.5", "--prune-step", "1", "--warmup", "5"}, "warm-up"},
+		{[]string{"--inherit", "auto", "--target-sparsity", "0.5", "--prune-step", "1", "--student", student}, "teacher's architecture"},
+		{[]string{"--student", student, "--target-sparsity", "0.5"}, "inherit auto"},
+	} {
+		args := append(append(append([]string{}, base...), c.args...), "--out", filepath.Join(dir, "x"))
+		_, stderr, code := runCLI(t, "", args...)
+		if code != 1 || !strings.Contains(stderr, c.msg) {
+			t.Errorf("%v: exit %d, %q", c.args, code, firstLine(stderr))
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -51,9 +51,12 @@ func NewAccumStep(student *Student, teacher Teacher, b, micro int, h Hyper) (*Ac
 	if micro < 1 || b%micro != 0 {
 		return nil, fmt.Errorf("train: batch %d is not a multiple of %d micro-batches", b, micro)
 	}
-	s, err := NewStep(student, teacher, b/micro, h)
+	s, err := newStep(student, teacher, b/micro, h, false)
 	if err != nil {
 		return nil, err
+	}
+	if h.Precision != FP32 {
+		return nil, fmt.Errorf("train: precision %s: gradient accumulation runs in fp32 only", h.Precision)
 	}
 	for _, name := range s.usedParams() {
 		shape := student.store.GetVariable(varPath(name)).Shape()

@@ -273,9 +273,12 @@ func NewAutoStep(student *AutoStudent, teacher Teacher, b int, h Hyper, cfg L0Co
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s, err := NewStep(student.st, teacher, b, h)
+	s, err := newStep(student.st, teacher, b, h, false)
 	if err != nil {
 		return nil, err
+	}
+	if h.Precision != FP32 {
+		return nil, fmt.Errorf("train: precision %s: auto inheritance runs in fp32 only", h.Precision)
 	}
 	for _, name := range student.l0 {
 		shape := student.st.store.GetVariable(varPath(name)).Shape()

@@ -53,6 +53,9 @@ type Kernel struct {
 	Engine string `json:"engine,omitempty"`
 	// GOARCH is the architecture the binary was built for.
 	GOARCH string `json:"goarch"`
+	// Backend names a GoMLX backend other than the Go backend (and the
+	// device count of a data-parallel run); "" for the Go backend.
+	Backend string `json:"backend,omitempty"`
 }
 
 // CurrentKernel describes this process; engine is the teacher's kernel

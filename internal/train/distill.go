@@ -15,7 +15,6 @@ import (
 	"github.com/tinyclip-go/tinyclip/internal/checkpoint"
 	"github.com/tinyclip-go/tinyclip/internal/config"
 	"github.com/tinyclip-go/tinyclip/internal/data"
-	"github.com/tinyclip-go/tinyclip/internal/engine"
 	"github.com/tinyclip-go/tinyclip/internal/eval"
 	"github.com/tinyclip-go/tinyclip/internal/imageproc"
 	"github.com/tinyclip-go/tinyclip/internal/tensor"
@@ -42,6 +41,15 @@ type DistillOptions struct {
 	// Override, if set, is applied to every run after the recipe's own
 	// keys (and a stage's), as command-line flags are.
 	Override func(*Recipe)
+	// Backend selects the GoMLX backend (ParseBackend; "" the default):
+	// on XLA the teacher runs as a GraphTeacher on the same device.
+	// AllowDownload lets a missing PJRT plugin be downloaded.
+	Backend       string
+	AllowDownload bool
+	// Devices > 0 splits every batch over that many devices of the
+	// backend (DataParallelStep); Precision is the steps' arithmetic.
+	Devices   int
+	Precision Precision
 }
 
 // RunFile is the resolved recipe Distill writes into each run's output
@@ -222,9 +230,14 @@ func distillOne(ctx context.Context, r *Recipe, o DistillOptions, lg *slog.Logge
 		return nil, err
 	}
 	id := runIdentity{Inherit: r.Inherit, Seed: r.Seed, Batch: r.Batch, Accum: r.Accum, LR: r.LR}
+	backend, backendName, err := o.runBackend(r, lg)
+	if err != nil {
+		return nil, err
+	}
 
 	// Teacher.
-	var teacher *EngineTeacher
+	var teacher Teacher
+	kernel := ""
 	var teacherModel *loadedModel
 	if r.Teacher != "" {
 		p, err := resolve(r.Teacher)
@@ -235,11 +248,9 @@ func distillOne(ctx context.Context, r *Recipe, o DistillOptions, lg *slog.Logge
 			return nil, fmt.Errorf("train: teacher: %w", err)
 		}
 		defer teacherModel.ck.Close()
-		m, err := engine.Build(teacherModel.arch, teacherModel.ck.Tensors, engine.Options{})
-		if err != nil {
+		if teacher, kernel, err = runTeacher(backend, teacherModel.arch, teacherModel.ck.Tensors, o.Precision); err != nil {
 			return nil, fmt.Errorf("train: teacher %s: %w", p, err)
 		}
-		teacher = NewEngineTeacher(m)
 		id.Teacher, id.TeacherArch = fileIdentity(p), teacherModel.arch.Config()
 	}
 
@@ -319,6 +330,7 @@ func distillOne(ctx context.Context, r *Recipe, o DistillOptions, lg *slog.Logge
 	if r.Eps > 0 {
 		h.Eps = r.Eps
 	}
+	h.Precision = o.Precision
 	id.Hyper = h
 	var teach Teacher
 	if teacher != nil {
@@ -336,14 +348,14 @@ func distillOne(ctx context.Context, r *Recipe, o DistillOptions, lg *slog.Logge
 			return nil, err
 		}
 	} else {
-		student, err := NewStudent(arch, weights)
+		student, err := NewStudentOn(backend, arch, weights)
 		if err != nil {
 			return nil, err
 		}
 		if r.Accum > 1 {
 			step, err = NewAccumStep(student, teach, r.Batch, r.Accum, h)
 		} else {
-			step, err = NewStep(student, teach, r.Batch, h)
+			step, err = plainStep(student, teach, r.Batch, o.Devices, h)
 		}
 		if err != nil {
 			return nil, err
@@ -411,10 +423,6 @@ func distillOne(ctx context.Context, r *Recipe, o DistillOptions, lg *slog.Logge
 			return nil, err
 		}
 	}
-	kernel := ""
-	if teacher != nil {
-		kernel = teacher.Kernel()
-	}
 	n := 0
 	if ds != nil {
 		n = ds.Len()
@@ -441,7 +449,7 @@ func distillOne(ctx context.Context, r *Recipe, o DistillOptions, lg *slog.Logge
 		Resume:            o.Resume,
 		AllowKernelChange: o.AllowKernelChange,
 		Identity:          id,
-		Kernel:            CurrentKernel(kernel),
+		Kernel:            o.kernel(kernel, backendName),
 		OrderRNG: func(epoch int) []byte {
 			_, st := data.EpochOrder(r.Seed, epoch, n, false)
 			return st

@@ -80,5 +80,18 @@
 // student, inheritance, data, hyper-parameters, evaluation, stages — and
 // Distill runs it; it is what "tinyclip distill" executes.
 //
+// # Auto weight inheritance
+//
+// With inherit "auto" (spec §6.2) the student is a masked copy of the
+// teacher: an AutoStudent carries learnable hard-concrete (L0) gates over
+// the hidden dimensions, heads and MLP units of both towers (log-alphas,
+// Lagrange multipliers; InitialL0, EvalMasks), an AutoStep trains it with
+// the Lagrangian that drives the expected sparsity towards L0Config's
+// target, and an AutoStepper (a Stepper) fuses the gates at the prune step
+// (Prune, the official prune()) and trains the irregular student on.
+// AutoStart gives a stage's start: the teacher's copy, or the previous
+// stage's pruned model embedded by ReloadPruned. WriteMaskedModel and
+// ReadMaskedModel store masked students ("tinyclip prune" fuses one).
+//
 // Students and Steps are not safe for concurrent use.
 package train

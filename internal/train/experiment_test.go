@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,11 +44,41 @@ const (
 		"text_cfg": {"width": 32, "heads": 2, "layers": 2}}`
 )
 
-func (e experiment) run(t *testing.T) experimentResult {
+// expEnv is what every arm of the experiment shares: the data, the
+// scorer and the trained teacher.
+type expEnv struct {
+	ta, sa   *config.Arch
+	open     OpenBatches
+	zs       *ZeroShot
+	tw       map[string]*tensor.Tensor // the trained teacher
+	teacher  *EngineTeacher
+	tscore   float64
+	tloss    float64
+	tElapsed time.Duration
+
+	manual     *manualArm // memoised manual-inheritance student
+	manualOnce sync.Once
+}
+
+// manualArm is the manual-inheritance student after training.
+type manualArm struct {
+	inherited, distilled float64
+	loss                 float64
+	elapsed              time.Duration
+}
+
+// expEnvs memoises the trained teachers by experiment size, so that the
+// tests sharing one (TestDistillationBeatsScratch, TestAutoInheritance)
+// train it once per process.
+var expEnvs sync.Map
+
+func (e experiment) env(t *testing.T) *expEnv {
 	t.Helper()
-	ctx := context.Background()
-	start := time.Now()
-	ta, sa := parseArch(t, expTeacherJSON), parseArch(t, expStudentJSON)
+	key := fmt.Sprint(e.teacherSteps, e.studentSteps, e.batch, e.trainN, e.heldOutN, e.lr)
+	if v, ok := expEnvs.Load(key); ok {
+		return v.(*expEnv)
+	}
+	x := &expEnv{ta: parseArch(t, expTeacherJSON), sa: parseArch(t, expStudentJSON)}
 	train, err := data.NewSynthetic(data.SyntheticOptions{N: e.trainN, Seed: 1, Size: 32})
 	if err != nil {
 		t.Fatal(err)
@@ -57,92 +88,144 @@ func (e experiment) run(t *testing.T) experimentResult {
 		t.Fatal(err)
 	}
 	tokenize := tokenizeDefault(t)
-	zs := &ZeroShot{Data: held, Templates: syntheticTemplates, Tokenize: tokenize}
-	score := func(arch *config.Arch, w map[string]*tensor.Tensor) float64 {
-		m, err := engine.Build(arch, w, engine.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := zs.Evaluate(ctx, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res["top1"]
-	}
+	x.zs = &ZeroShot{Data: held, Templates: syntheticTemplates, Tokenize: tokenize}
 	tr := imageproc.DefaultOptions()
 	tr.Size = 32
-	open := func(ctx context.Context, start data.Cursor) (Batches, error) {
+	x.open = func(ctx context.Context, start data.Cursor) (Batches, error) {
 		return data.NewStream(ctx, train, data.StreamOptions{BatchSize: e.batch, Seed: 2, Transform: tr, Tokenize: tokenize, Start: start})
 	}
-	trainFor := func(name string, arch *config.Arch, w map[string]*tensor.Tensor, teacher Teacher, h Hyper, steps int) (map[string]*tensor.Tensor, float64) {
-		st, err := NewStudent(arch, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		step, err := NewStep(st, teacher, e.batch, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		warm := steps / 10
-		o := RunOptions{
-			Dir: t.TempDir(), Steps: steps, NoExport: true, Logger: quiet(),
-			LR:       func(i int) float64 { return CosineLR(e.lr, warm, steps, i) },
-			Identity: name,
-		}
-		if os.Getenv("TINYCLIP_EXPERIMENT_TRACE") != "" {
-			o.Evals, o.EvalEvery = []Evaluator{zs}, max(1, steps/10)
-			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("run", name)
-		}
-		res, err := Run(ctx, step, open, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, out, err := step.Model()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out, res.Last.Loss
+	t0 := time.Now()
+	tw0, err := Init(x.ta, 7)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// CLIP training (teacher and baseline) as open_clip does it: learnable
-	// logit scale, clamped to [0, ln 100].
-	clipHyper := func(a *config.Arch) Hyper {
-		h := DefaultHyper(a)
-		h.LogitScale = 0
-		return h
+	st, err := NewStudent(x.ta, tw0)
+	if err != nil {
+		t.Fatal(err)
 	}
+	step, err := NewStep(st, nil, e.batch, x.clipHyper(x.ta))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.tw, x.tloss = e.train(t, x, "teacher", step, e.teacherSteps, e.teacherSteps/10, nil)
+	x.tscore = x.score(t, x.ta, x.tw)
+	x.tElapsed = time.Since(t0)
+	tm, err := engine.Build(x.ta, x.tw, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.teacher = NewEngineTeacher(tm)
+	expEnvs.Store(key, x)
+	return x
+}
+
+// clipHyper is CLIP training (teacher and baseline) as open_clip does it:
+// learnable logit scale, clamped to [0, ln 100].
+func (x *expEnv) clipHyper(a *config.Arch) Hyper {
+	h := DefaultHyper(a)
+	h.LogitScale = 0
+	return h
+}
+
+// score is the held-out zero-shot top-1 of a model.
+func (x *expEnv) score(t *testing.T, arch *config.Arch, w map[string]*tensor.Tensor) float64 {
+	t.Helper()
+	m, err := engine.Build(arch, w, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := x.zs.Evaluate(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res["top1"]
+}
+
+// train runs step for steps iterations (warm-up warm, then cosine) and
+// returns the trained weights and the last loss; hook, if not nil, sees
+// every step's log record.
+func (e experiment) train(t *testing.T, x *expEnv, name string, step Stepper, steps, warm int, hook func(LogRecord)) (map[string]*tensor.Tensor, float64) {
+	t.Helper()
+	o := RunOptions{
+		Dir: t.TempDir(), Steps: steps, NoExport: true, Logger: quiet(),
+		LR:       func(i int) float64 { return CosineLR(e.lr, warm, steps, i) },
+		Identity: name, Hook: hook,
+	}
+	if os.Getenv("TINYCLIP_EXPERIMENT_TRACE") != "" {
+		o.Evals, o.EvalEvery = []Evaluator{x.zs}, max(1, steps/10)
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("run", name)
+	}
+	res, err := Run(context.Background(), step, x.open, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, err := step.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, res.Last.Loss
+}
+
+// manualArm trains (once per environment) the student of expStudentJSON
+// inheriting from the teacher by manual inheritance, with affinity
+// mimicking for studentSteps.
+func (e experiment) manualArm(t *testing.T, x *expEnv) *manualArm {
+	t.Helper()
+	x.manualOnce.Do(func() {
+		t0 := time.Now()
+		inherited, err := Inherit(x.tw, x.ta, x.sa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &manualArm{inherited: x.score(t, x.sa, inherited)}
+		st, err := NewStudent(x.sa, inherited)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step, err := NewStep(st, x.teacher, e.batch, DefaultHyper(x.sa))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dw map[string]*tensor.Tensor
+		dw, m.loss = e.train(t, x, "distilled", step, e.studentSteps, e.studentSteps/10, nil)
+		m.distilled = x.score(t, x.sa, dw)
+		m.elapsed = time.Since(t0)
+		x.manual = m
+	})
+	if x.manual == nil {
+		t.Fatal("the manual-inheritance arm failed in an earlier test")
+	}
+	return x.manual
+}
+
+func (e experiment) run(t *testing.T) experimentResult {
+	t.Helper()
+	start := time.Now()
+	x := e.env(t)
+	var r experimentResult
+	r.teacher = x.tscore
+	t.Logf("teacher: %d steps in %v, last loss %.3f, held-out top-1 %.3f", e.teacherSteps, x.tElapsed.Round(time.Second), x.tloss, r.teacher)
+
+	m := e.manualArm(t, x)
+	r.inherited, r.distilled = m.inherited, m.distilled
+	t.Logf("student, manual inheritance + affinity mimicking: top-1 %.3f before, %.3f after %d steps (%v, last loss %.3f)",
+		r.inherited, r.distilled, e.studentSteps, m.elapsed.Round(time.Second), m.loss)
 
 	t0 := time.Now()
-	tw0, err := Init(ta, 7)
+	sw0, err := Init(x.sa, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tw, tloss := trainFor("teacher", ta, tw0, nil, clipHyper(ta), e.teacherSteps)
-	var r experimentResult
-	r.teacher = score(ta, tw)
-	t.Logf("teacher: %d steps in %v, last loss %.3f, held-out top-1 %.3f", e.teacherSteps, time.Since(t0).Round(time.Second), tloss, r.teacher)
-
-	tm, err := engine.Build(ta, tw, engine.Options{})
+	st, err := NewStudent(x.sa, sw0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	inherited, err := Inherit(tw, ta, sa)
+	step, err := NewStep(st, nil, e.batch, x.clipHyper(x.sa))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.inherited = score(sa, inherited)
-	t0 = time.Now()
-	dw, dloss := trainFor("distilled", sa, inherited, NewEngineTeacher(tm), DefaultHyper(sa), e.studentSteps)
-	r.distilled = score(sa, dw)
-	t.Logf("student, manual inheritance + affinity mimicking: top-1 %.3f before, %.3f after %d steps (%v, last loss %.3f)",
-		r.inherited, r.distilled, e.studentSteps, time.Since(t0).Round(time.Second), dloss)
-
-	t0 = time.Now()
-	sw0, err := Init(sa, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cw, closs := trainFor("scratch", sa, sw0, nil, clipHyper(sa), e.studentSteps)
-	r.scratch = score(sa, cw)
+	cw, closs := e.train(t, x, "scratch", step, e.studentSteps, e.studentSteps/10, nil)
+	r.scratch = x.score(t, x.sa, cw)
 	t.Logf("student from scratch, CLIP loss: top-1 %.3f after %d steps (%v, last loss %.3f)",
 		r.scratch, e.studentSteps, time.Since(t0).Round(time.Second), closs)
 	r.elapsed = time.Since(start)
@@ -161,6 +244,20 @@ func envInt(t *testing.T, name string, def int) int {
 	return def
 }
 
+// experimentFromEnv returns the experiment's size: the CI variant, or the
+// long one with TINYCLIP_EXPERIMENT=long, with the overrides of
+// TINYCLIP_EXPERIMENT_{TEACHER_STEPS,STUDENT_STEPS,BATCH}.
+func experimentFromEnv(t *testing.T) experiment {
+	e := experiment{teacherSteps: 300, studentSteps: 100, batch: 32, trainN: 6000, heldOutN: 960, lr: 2e-3}
+	if os.Getenv("TINYCLIP_EXPERIMENT") == "long" {
+		e = experiment{teacherSteps: 1500, studentSteps: 300, batch: 64, trainN: 30000, heldOutN: 1920, lr: 2e-3}
+	}
+	e.teacherSteps = envInt(t, "TINYCLIP_EXPERIMENT_TEACHER_STEPS", e.teacherSteps)
+	e.studentSteps = envInt(t, "TINYCLIP_EXPERIMENT_STUDENT_STEPS", e.studentSteps)
+	e.batch = envInt(t, "TINYCLIP_EXPERIMENT_BATCH", e.batch)
+	return e
+}
+
 // TestDistillationBeatsScratch is the acceptance experiment (short
 // variant for CI; TINYCLIP_EXPERIMENT=long runs the longer one of
 // docs/distillation.md; TINYCLIP_EXPERIMENT_{TEACHER_STEPS,STUDENT_STEPS,
@@ -170,16 +267,10 @@ func envInt(t *testing.T, name string, def int) int {
 // by at least 0.05 held-out top-1 (observed: 0.10 in the short variant),
 // and the teacher must be well above chance.
 func TestDistillationBeatsScratch(t *testing.T) {
-	e := experiment{teacherSteps: 300, studentSteps: 100, batch: 32, trainN: 6000, heldOutN: 960, lr: 2e-3}
+	e := experimentFromEnv(t)
 	margin := 0.05
-	if os.Getenv("TINYCLIP_EXPERIMENT") == "long" {
-		e = experiment{teacherSteps: 1500, studentSteps: 300, batch: 64, trainN: 30000, heldOutN: 1920, lr: 2e-3}
-	}
-	e.teacherSteps = envInt(t, "TINYCLIP_EXPERIMENT_TEACHER_STEPS", e.teacherSteps)
-	e.studentSteps = envInt(t, "TINYCLIP_EXPERIMENT_STUDENT_STEPS", e.studentSteps)
-	e.batch = envInt(t, "TINYCLIP_EXPERIMENT_BATCH", e.batch)
 	r := e.run(t)
-	t.Logf("%s: teacher %.3f, distilled %.3f, scratch %.3f, inherited before training %.3f (%v in all)",
+	t.Logf("%s: teacher %.3f, distilled %.3f, scratch %.3f, inherited before training %.3f (%v in this test)",
 		fmt.Sprintf("%+v", e), r.teacher, r.distilled, r.scratch, r.inherited, r.elapsed.Round(time.Second))
 	if r.teacher < 0.3 {
 		t.Errorf("teacher top-1 %.3f: it learnt too little for the comparison to mean anything", r.teacher)

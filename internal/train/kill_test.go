@@ -14,8 +14,13 @@ import (
 )
 
 // childEnv makes the test binary run a training job instead of the tests
-// (see TestMain): the value is the output directory.
-const childEnv = "TINYCLIP_TRAIN_KILL_CHILD"
+// (see TestMain): the value is the output directory; childModeEnv "auto"
+// makes it the auto-inheritance run (newAutoKillStepper) instead of the
+// manual one.
+const (
+	childEnv     = "TINYCLIP_TRAIN_KILL_CHILD"
+	childModeEnv = "TINYCLIP_TRAIN_KILL_MODE"
+)
 
 // killSteps is the length of the run the SIGKILL test interrupts.
 const killSteps = 12
@@ -35,12 +40,18 @@ func killChild(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	step, err := s.newStep()
+	var step Stepper
+	o := s.options(dir, killSteps)
+	if os.Getenv(childModeEnv) == "auto" {
+		step, err = s.newAutoKillStepper()
+		o = s.autoKillOptions(dir)
+	} else {
+		step, err = s.newStep()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	o := s.options(dir, killSteps)
 	o.Resume = true
 	o.Hook = func(LogRecord) { time.Sleep(40 * time.Millisecond) }
 	if _, err := Run(context.Background(), step, s.open(), o); err != nil {
@@ -56,60 +67,8 @@ func killChild(dir string) int {
 // run's, byte for byte. It also checks that the killed run left no
 // half-written checkpoint that a reader would take.
 func TestResumeAfterSIGKILL(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	deadline := time.After(2 * time.Minute)
-	killedAt := ""
-poll:
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("the child ended before it was killed (%v): %s", err, stderr.String())
-		case <-deadline:
-			cmd.Process.Kill()
-			t.Fatalf("no second checkpoint after 2 minutes: %s", stderr.String())
-		case <-time.After(5 * time.Millisecond):
-			b, err := os.ReadFile(filepath.Join(dir, LatestFile))
-			if err == nil && strings.TrimSpace(string(b)) == "ckpt-4" {
-				// Kill a little later, somewhere in steps 5–6 or in the
-				// writing of ckpt-6.
-				time.Sleep(60 * time.Millisecond)
-				if err := cmd.Process.Kill(); err != nil {
-					t.Fatal(err)
-				}
-				killedAt = strings.TrimSpace(string(b))
-				break poll
-			}
-		}
-	}
-	<-done
-	if _, err := os.Stat(filepath.Join(dir, FinalDir)); err == nil {
-		t.Fatal("the child finished before the kill")
-	}
-	latest, err := LatestCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck, err := ReadCheckpoint(latest) // whatever the kill interrupted, latest is complete
-	if err != nil {
-		t.Fatalf("after the kill: %v", err)
-	}
-	t.Logf("killed after %s; latest is %s (step %d)", killedAt, filepath.Base(latest), ck.Info.Step)
-	if ck.Info.Step >= killSteps {
-		t.Fatalf("latest checkpoint at step %d: the run was not interrupted", ck.Info.Step)
-	}
+	killChildAfter(t, dir, "", "ckpt-4")
 
 	s := newTinySetup(t)
 	o := s.options(dir, killSteps)
@@ -133,6 +92,65 @@ poll:
 	if a, b := stepLosses(t, ref), stepLosses(t, dir); strings.Join(a, ",") != strings.Join(b, ",") {
 		t.Errorf("log losses differ:\n%v\n%v", a, b)
 	}
+}
+
+// killChildAfter runs the training job of mode ("" or "auto") in a child
+// process on dir (resuming what is there), kills it with SIGKILL a little
+// after DIR/latest names checkpoint after (somewhere in the next steps or
+// in the writing of the next checkpoint), and returns the newest complete
+// checkpoint the kill left.
+func killChildAfter(t *testing.T, dir, mode, after string) *Checkpoint {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir, childModeEnv+"="+mode)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+poll:
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("the child ended before it was killed (%v): %s", err, stderr.String())
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatalf("no %s after 2 minutes: %s", after, stderr.String())
+		case <-time.After(5 * time.Millisecond):
+			b, err := os.ReadFile(filepath.Join(dir, LatestFile))
+			if err == nil && strings.TrimSpace(string(b)) == after {
+				time.Sleep(60 * time.Millisecond)
+				if err := cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				break poll
+			}
+		}
+	}
+	<-done
+	if _, err := os.Stat(filepath.Join(dir, FinalDir)); err == nil {
+		t.Fatal("the child finished before the kill")
+	}
+	latest, err := LatestCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := ReadCheckpoint(latest) // whatever the kill interrupted, latest is complete
+	if err != nil {
+		t.Fatalf("after the kill: %v", err)
+	}
+	t.Logf("killed after %s; latest is %s (step %d)", after, filepath.Base(latest), ck.Info.Step)
+	if ck.Info.Step >= killSteps {
+		t.Fatalf("latest checkpoint at step %d: the run was not interrupted", ck.Info.Step)
+	}
+	return ck
 }
 
 // TestCheckpointLeftovers checks what a reader makes of the debris of a

@@ -29,7 +29,7 @@ func param(scope *model.Scope, g *Graph, name string, dims ...int) *Node {
 // linear applies a PyTorch Linear layer to the last axis of x:
 // y = x·Wᵀ + b with W [out, in] and b [out] (b may be nil).
 func linear(x, w, b *Node) *Node {
-	y := DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
+	y := dotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
 	if b != nil {
 		y = Add(y, ExpandLeftToRank(b, y.Rank()))
 	}
@@ -39,7 +39,7 @@ func linear(x, w, b *Node) *Node {
 // project multiplies the last axis of x by a plain matrix P [in, out]
 // (open_clip's proj / text_projection: y = x·P).
 func project(x, p *Node) *Node {
-	return DotGeneral(x, []int{x.Rank() - 1}, nil, p, []int{0}, nil)
+	return dotGeneral(x, []int{x.Rank() - 1}, nil, p, []int{0}, nil)
 }
 
 // layerNorm normalises the last axis of x with the biased variance and eps

@@ -30,6 +30,10 @@ type Hyper struct {
 	// official behaviour without the flag: the teacher uses its own stored
 	// scale and the student's parameter is clamped to [0, ln 100].
 	LogitScale float64
+	// Precision is the arithmetic of the step's matrix products (FP32,
+	// the zero value, or BF16; see Precision). Only Step and
+	// DataParallelStep take BF16.
+	Precision Precision `json:",omitempty"`
 }
 
 // DefaultHyper returns the released recipe's hyper-parameters for a student
@@ -68,6 +72,8 @@ func (h *Hyper) validate() error {
 		return bad("clip norm", h.ClipNorm)
 	case !(h.LogitScale >= 0) || !finite(h.LogitScale):
 		return bad("logit scale", h.LogitScale)
+	case !h.Precision.valid():
+		return fmt.Errorf("train: precision %q: want fp32 or bf16", string(h.Precision))
 	}
 	return nil
 }

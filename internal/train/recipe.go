@@ -340,7 +340,11 @@ func (r *Recipe) validateAuto() error {
 	bad := func(format string, a ...any) error { return fmt.Errorf("train: recipe: "+format, a...) }
 	if r.Inherit != InheritAuto {
 		if r.TargetSparsity != 0 || r.StartSparsity != 0 || r.PruneStep != Unset {
-			return bad("start_sparsity, target_sparsity and prune_step need inherit auto (inherit is %q)", r.Inherit)
+			mode := "not set"
+			if r.Inherit != "" {
+				mode = r.Inherit
+			}
+			return bad("start_sparsity, target_sparsity and prune_step need inherit auto (inherit is %s)", mode)
 		}
 		return nil
 	}

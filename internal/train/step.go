@@ -65,15 +65,24 @@ type Step struct {
 	batch   int
 	params  []string // trainable tensors (variables without running stats), sorted
 	count   int64
+	fused   *GraphTeacher // teacher built into the step graph (see GraphTeacher)
 
 	exec, gradExec *model.Exec
+	lossExec       *model.Exec // Loss (step_forward.go)
 }
 
 // NewStep prepares training steps of batch size b for student, distilling
 // from teacher (nil: train with the plain CLIP loss) with hyper-parameters
 // h. The teacher must take images of the student's size. The AdamW moments
 // start at zero and live in the student: use one Step per Student at a time.
+// A *GraphTeacher on the student's backend runs inside the step's graph.
 func NewStep(student *Student, teacher Teacher, b int, h Hyper) (*Step, error) {
+	return newStep(student, teacher, b, h, true)
+}
+
+// newStep is NewStep; fuse lets a GraphTeacher join the step graph (the
+// other step kinds feed teacher features as inputs).
+func newStep(student *Student, teacher Teacher, b int, h Hyper, fuse bool) (*Step, error) {
 	if student == nil {
 		return nil, fmt.Errorf("train: nil student")
 	}
@@ -91,6 +100,12 @@ func NewStep(student *Student, teacher Teacher, b int, h Hyper) (*Step, error) {
 			teacher.ImageSize(), student.arch.Vision.ImageSize)
 	}
 	s := &Step{st: student, teacher: teacher, hyper: h, batch: b}
+	if gt, ok := teacher.(*GraphTeacher); ok && fuse && gt.fusable(student) {
+		if err := gt.attach(student.store); err != nil {
+			return nil, err
+		}
+		s.fused = gt
+	}
 	for _, name := range student.vars {
 		if strings.HasSuffix(name, ".running_mean") || strings.HasSuffix(name, ".running_var") {
 			continue
@@ -289,12 +304,14 @@ func (s *Step) inputs(ctx context.Context, images []float32, tokens [][]int) ([]
 	if s.teacher == nil {
 		return in, 0, nil
 	}
-	ti, tt, err := teacherFeatures(ctx, s.teacher, images, tokens, b)
-	if err != nil {
-		return nil, 0, err
+	if s.fused == nil {
+		ti, tt, err := teacherFeatures(ctx, s.teacher, images, tokens, b)
+		if err != nil {
+			return nil, 0, err
+		}
+		e := s.teacher.EmbedDim()
+		in = append(in, tensors.FromFlatDataAndDimensions(ti, b, e), tensors.FromFlatDataAndDimensions(tt, b, e))
 	}
-	e := s.teacher.EmbedDim()
-	in = append(in, tensors.FromFlatDataAndDimensions(ti, b, e), tensors.FromFlatDataAndDimensions(tt, b, e))
 	theta := s.teacher.LogitScale()
 	if s.hyper.LogitScale > 0 {
 		theta = float32(math.Log(s.hyper.LogitScale))
@@ -320,6 +337,7 @@ const (
 // graph builds the step (update true) or the gradient evaluation.
 func (s *Step) graph(scope *model.Scope, in []*Node, update bool) []*Node {
 	g := in[0].Graph()
+	setPrecision(g, s.hyper.Precision)
 	arch := &s.st.arch
 	h := &s.hyper
 	mode := bnBatch
@@ -335,7 +353,8 @@ func (s *Step) graph(scope *model.Scope, in []*Node, update bool) []*Node {
 	studentS := Exp(thetaVar.NodeValue(g))
 	var lt lossTerms
 	if s.teacher != nil {
-		lt = affinityLoss(img, txt, in[3], in[4], studentS, scalar(inTeacherS), h.Alpha, h.Weight)
+		ti, tt := s.teacherNodes(scope, in)
+		lt = affinityLoss(img, txt, ti, tt, studentS, scalar(inTeacherS), h.Alpha, h.Weight)
 	} else {
 		lt.hard = clipLoss(img, txt, studentS)
 		lt.total = lt.hard

@@ -8,10 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/gomlx/compute"
-	"github.com/gomlx/compute/gobackend"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // GoMLX graph-building style
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
@@ -19,14 +17,6 @@ import (
 	"github.com/tinyclip-go/tinyclip/internal/config"
 	"github.com/tinyclip-go/tinyclip/internal/tensor"
 )
-
-// defaultBackend is the process-wide pure-Go GoMLX backend. Operations run
-// one after the other (ops_sequential), each parallelised inside: GoMLX's
-// parallel op scheduling deadlocks with GOMAXPROCS=1 (design.md §3.2) and
-// gains little on few cores.
-var defaultBackend = sync.OnceValues(func() (compute.Backend, error) {
-	return gobackend.New("ops_sequential")
-})
 
 // Student is a trainable CLIP model held as GoMLX variables named after the
 // open_clip tensors ("visual.conv1.weight" is the variable
@@ -53,8 +43,23 @@ type Student struct {
 // NewStudent builds a student of architecture arch from weights under
 // open_clip names (any float dtype; every tensor arch needs, with its exact
 // shape; logit_scale as [] or [1]; BatchNorm num_batches_tracked optional).
-// The weights are copied.
+// The weights are copied. It runs on the default backend: GoMLX's pure-Go
+// backend unless TINYCLIP_BACKEND (BackendEnv) names another.
 func NewStudent(arch *config.Arch, weights map[string]*tensor.Tensor) (*Student, error) {
+	backend, err := defaultBackend()
+	if err != nil {
+		return nil, fmt.Errorf("train: GoMLX backend: %w", err)
+	}
+	return NewStudentOn(backend, arch, weights)
+}
+
+// NewStudentOn is NewStudent on a given backend (see NewBackend); every
+// graph of the student, and of the steps built on it, runs there.
+func NewStudentOn(backend compute.Backend, arch *config.Arch, weights map[string]*tensor.Tensor) (*Student, error) {
+	if backend == nil {
+		return nil, fmt.Errorf("train: nil backend")
+	}
+	backend = unwrapBackend(backend)
 	if arch == nil {
 		return nil, fmt.Errorf("train: nil architecture")
 	}
@@ -70,10 +75,6 @@ func NewStudent(arch *config.Arch, weights map[string]*tensor.Tensor) (*Student,
 	}
 	if err := config.Check(arch, shapes); err != nil {
 		return nil, fmt.Errorf("train: student weights: %w", err)
-	}
-	backend, err := defaultBackend()
-	if err != nil {
-		return nil, fmt.Errorf("train: GoMLX backend: %w", err)
 	}
 	s := &Student{
 		arch:     cloneArch(arch),

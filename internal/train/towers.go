@@ -292,12 +292,12 @@ func attentionGated(scope *model.Scope, x *Node, heads, d int, mask, gates *Node
 // attend computes softmax(q·kᵀ + mask)·v for q [N, Tq, d], k and v
 // [N, Tk, d] (N = batch × heads) and returns [N, Tq, d].
 func attend(q, k, v, mask *Node) *Node {
-	scores := DotGeneral(q, []int{2}, []int{0}, k, []int{2}, []int{0}) // [N, Tq, Tk]
+	scores := dotGeneral(q, []int{2}, []int{0}, k, []int{2}, []int{0}) // [N, Tq, Tk]
 	if mask != nil {
 		scores = Add(scores, mask)
 	}
 	p := softmax(scores)
-	return DotGeneral(p, []int{2}, []int{0}, v, []int{1}, []int{0})
+	return dotGeneral(p, []int{2}, []int{0}, v, []int{1}, []int{0})
 }
 
 // encodeResNet is the ModifiedResNet image tower (spec §1.1.4). It works in

@@ -1,0 +1,78 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // GoMLX graph-building style
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// Loss evaluates the step's loss on a batch without gradients and without
+// changing anything: the forward passes of the teacher (in the graph for
+// a GraphTeacher) and of the student (BatchNorm with batch statistics,
+// running statistics kept), and the loss, as Run's first half. The
+// metrics' GradNorm and ClipCoef are NaN. It serves to time the forward
+// pass apart from the backward pass and the update.
+func (s *Step) Loss(ctx context.Context, images []float32, tokens [][]int) (Metrics, error) {
+	m := Metrics{Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
+	in, tScale, err := s.inputs(ctx, images, tokens)
+	if err != nil {
+		return m, err
+	}
+	in = append(in, s.stepScalars(0, tScale))
+	if s.lossExec == nil {
+		e, err := model.NewExec(s.st.backend, s.st.store, func(scope *model.Scope, in []*Node) []*Node {
+			return s.lossGraph(scope, in)
+		})
+		if err != nil {
+			return m, fmt.Errorf("train: loss: %w", err)
+		}
+		s.lossExec = e
+	}
+	out, err := s.lossExec.Call(anys(in)...)
+	if err != nil {
+		return m, fmt.Errorf("train: loss: %w", err)
+	}
+	if err := s.readMetrics(&m, out); err != nil {
+		return m, err
+	}
+	if s.teacher != nil {
+		m.TeacherScale = float64(tScale)
+	}
+	return m, nil
+}
+
+// lossGraph is the forward half of graph: the same outputs, with NaN for
+// the gradient norm and the clipping coefficient.
+func (s *Step) lossGraph(scope *model.Scope, in []*Node) []*Node {
+	g := in[0].Graph()
+	setPrecision(g, s.hyper.Precision)
+	arch := &s.st.arch
+	h := &s.hyper
+	sc := in[len(in)-1]
+	scalar := func(i int) *Node { return Reshape(Slice(sc, AxisElem(i)), []int{}...) }
+	img := l2Normalize(encodeImage(scope.At("visual"), &arch.Vision, in[0], bnBatch))
+	txt := l2Normalize(encodeText(scope, &arch.Text, in[1], in[2]))
+	studentS := Exp(scope.VariableWithShape("logit_scale", shapes.Make(dtype)).NodeValue(g))
+	var lt lossTerms
+	if s.teacher != nil {
+		ti, tt := s.teacherNodes(scope, in)
+		lt = affinityLoss(img, txt, ti, tt, studentS, scalar(inTeacherS), h.Alpha, h.Weight)
+	} else {
+		lt.hard = clipLoss(img, txt, studentS)
+		lt.total = lt.hard
+	}
+	nan := Scalar(g, dtype, math.NaN())
+	orNaN := func(x *Node) *Node {
+		if x == nil {
+			return nan
+		}
+		return x
+	}
+	finite := IsFinite(lt.total)
+	return []*Node{lt.total, orNaN(lt.softI2T), orNaN(lt.softT2I), orNaN(lt.hard), nan, nan, studentS,
+		Where(finite, ScalarOne(g, dtype), ScalarZero(g, dtype)), img, txt}
+}
