@@ -75,7 +75,10 @@ def main():
     tok = R.Tokenizer(args.vocab) if args.vocab else R.Tokenizer(None)
     ids = tok(R.default_prompts(args.batch), student.context_length).to(dev)
     amp_dtype = {"bf16": torch.bfloat16, "amp": torch.float16}.get(args.precision)
-    scaler = torch.cuda.amp.GradScaler() if (args.precision == "amp" and cuda) else None
+    scaler = None
+    if args.precision == "amp" and cuda:
+        # torch.amp.GradScaler("cuda") since torch 2.3; torch.cuda.amp's is deprecated
+        scaler = torch.amp.GradScaler("cuda") if hasattr(getattr(torch, "amp", None), "GradScaler") else torch.cuda.amp.GradScaler()
     params = R.official_parameter_order(student)
     log50 = math.log(50.0)
 

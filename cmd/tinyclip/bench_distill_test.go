@@ -52,13 +52,15 @@ func TestBackendFlagErrors(t *testing.T) {
 // teacher and student (random weights) on the Go backend and checks the
 // report: positive timings whose split adds up to the step, the pipeline's
 // throughput, finite losses; once with the teacher in the step graph in
-// bf16, once data parallel on one device.
+// bf16, once data parallel on one device, once on synthetic data without
+// timing the pipeline (as bench/gpu/run.sh's batch search runs it).
 func TestBenchDistill(t *testing.T) {
 	tc := fixtures.Path(t, "fixtures", "distill", "inherit", "vit", "teacher.config.json")
 	sc := fixtures.Path(t, "fixtures", "distill", "inherit", "vit", "student-b.config.json")
 	for _, extra := range [][]string{
 		{"--teacher", "graph", "--precision", "bf16"},
 		{"--devices", "1"},
+		{"--data", "synthetic:4", "--data-batches", "0", "--split=false"},
 	} {
 		args := append([]string{"bench", "distill", "--teacher-config", tc, "--student-config", sc, "--batch", "4",
 			"--steps", "2", "--data-size", "48", "--json"}, extra...)
@@ -70,8 +72,17 @@ func TestBenchDistill(t *testing.T) {
 		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 			t.Fatalf("%q: %v\n%s", args, err, stdout)
 		}
-		if r.StepMs <= 0 || r.SamplesPerS <= 0 || r.Data.ImagesPerS <= 0 || r.Batch != 4 || len(r.Losses) != 3 {
+		if r.StepMs <= 0 || r.SamplesPerS <= 0 || r.Batch != 4 || len(r.Losses) != 3 {
 			t.Errorf("%q: report %+v", args, r)
+		}
+		if extra[0] == "--data" {
+			if r.Data.Batches != 0 || r.Data.ImagesPerS != 0 || r.DataKeepsUp != nil || r.Split != nil || !strings.HasPrefix(r.Data.Source, "synthetic") {
+				t.Errorf("%q: untimed pipeline reported %+v, keeps up %v, split %v", args, r.Data, r.DataKeepsUp, r.Split)
+			}
+			continue
+		}
+		if r.Data.ImagesPerS <= 0 || r.Data.Batches != 2 || r.DataKeepsUp == nil || *r.DataKeepsUp != (r.Data.ImagesPerS >= r.SamplesPerS) {
+			t.Errorf("%q: pipeline %+v, keeps up %v", args, r.Data, r.DataKeepsUp)
 		}
 		if r.Precision != strings.TrimPrefix(r.Precision, "x") || (extra[0] == "--teacher" && (r.Precision != "bf16" || r.TeacherKind != "graph")) {
 			t.Errorf("%q: precision %s, teacher %s", args, r.Precision, r.TeacherKind)

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/tinyclip-go/tinyclip/internal/imageproc"
 )
@@ -117,6 +119,9 @@ type Stream struct {
 	wg     sync.WaitGroup
 	closed bool
 
+	// worker counters (Stats)
+	processed, failed, busy atomic.Int64
+
 	// consumer state
 	epochStart  bool // the current epoch was read from its first sample
 	epochBatch  int  // batches completed in the current epoch
@@ -180,7 +185,14 @@ func NewStream(ctx context.Context, ds Dataset, opts StreamOptions) (*Stream, er
 			defer s.wg.Done()
 			for f := range jobs {
 				if ctx.Err() == nil {
+					t0 := time.Now()
 					f.pixels, f.tokens, f.err = s.process(f.epoch, f.idx)
+					s.busy.Add(int64(time.Since(t0)))
+					if f.err != nil {
+						s.failed.Add(1)
+					} else {
+						s.processed.Add(1)
+					}
 				} else {
 					f.err = ctx.Err()
 				}
@@ -382,6 +394,41 @@ func (s *Stream) Next() (*Batch, error) {
 	}
 	s.epochBatch++
 	return b, nil
+}
+
+// StreamStats counts the work of a Stream's decoding goroutines since the
+// stream started.
+type StreamStats struct {
+	// Workers is the number of decoding goroutines.
+	Workers int
+	// Samples counts the samples read, decoded, augmented and tokenized;
+	// Failed those that failed (skipped). Samples decoded ahead of the
+	// consumer are included.
+	Samples, Failed int64
+	// Busy is the time the workers spent on samples, summed over the
+	// workers (idle time waiting for the consumer excluded).
+	Busy time.Duration
+}
+
+// ImagesPerSecond is the pipeline's own throughput: the samples all
+// workers together process per second while busy, Samples / (Busy /
+// Workers). It is what the input pipeline can deliver on this host, apart
+// from how fast the consumer takes batches (other work on the same cores,
+// such as training on the CPU, slows the workers and shows here). 0 before
+// the first sample.
+func (s StreamStats) ImagesPerSecond() float64 {
+	if s.Busy <= 0 || s.Workers <= 0 {
+		return 0
+	}
+	return float64(s.Samples+s.Failed) / (s.Busy.Seconds() / float64(s.Workers))
+}
+
+// Stats returns the work done so far. It may be called from any goroutine.
+func (s *Stream) Stats() StreamStats {
+	return StreamStats{
+		Workers: s.opts.Workers, Samples: s.processed.Load(), Failed: s.failed.Load(),
+		Busy: time.Duration(s.busy.Load()),
+	}
 }
 
 // Close stops the decoding goroutines and waits for them.

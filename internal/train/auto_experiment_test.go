@@ -91,7 +91,8 @@ func TestAutoInheritance(t *testing.T) {
 		arch.Text.Transformer.Width, blockHeads(arch.Text.Transformer.Blocks), blockMLP(arch.Text.Transformer.Blocks))
 	t.Logf("parameters without the token embedding: auto %d (%.1f %% of the teacher's %d), manual %d (%.1f %%)",
 		pa, 100*float64(pa)/float64(pt), pt, pm, 100*float64(pm)/float64(pt))
-	t.Logf("held-out top-1: auto %.3f, manual %.3f (inherited, before training %.3f), teacher %.3f", acc, m.distilled, m.inherited, x.tscore)
+	t.Logf("held-out top-1: auto %.3f, manual %.3f (inherited, before training %.3f; manual arm %v), teacher %.3f",
+		acc, m.distilled, m.inherited, m.elapsed.Round(time.Second), x.tscore)
 	if pa > pm || float64(pa) < 0.4*float64(pt) {
 		t.Errorf("the auto student has %d parameters: want at most the manual student's %d and about half the teacher's %d", pa, pm, pt)
 	}

@@ -42,6 +42,12 @@ type LogRecord struct {
 	NonFinite        bool               `json:"non_finite,omitempty"`
 	Extra            map[string]float64 `json:"extra,omitempty"`
 	Eval             map[string]float64 `json:"eval,omitempty"`
+
+	// DataSeconds is the part of Seconds spent waiting for the batch;
+	// DataImagesPerSecond the input pipeline's own throughput so far
+	// (data.StreamStats.ImagesPerSecond), when the data reports it.
+	DataSeconds         float64 `json:"data_seconds,omitempty"`
+	DataImagesPerSecond float64 `json:"data_images_per_second,omitempty"`
 }
 
 // num returns a pointer to x, or nil when x is not finite (JSON has no

@@ -69,6 +69,7 @@ type Step struct {
 
 	exec, gradExec *model.Exec
 	lossExec       *model.Exec // Loss (step_forward.go)
+	backExec       *model.Exec // Backward (step_forward.go)
 }
 
 // NewStep prepares training steps of batch size b for student, distilling

@@ -45,6 +45,42 @@ func (s *Step) Loss(ctx context.Context, images []float32, tokens [][]int) (Metr
 	return m, nil
 }
 
+// Backward evaluates the loss and the gradients on a batch, without
+// changing anything and without handing the gradients out: Run's forward
+// and backward passes and the global gradient norm and clipping
+// coefficient, but no update (BatchNorm running statistics kept). Only the
+// metrics leave the device, so that Run's time minus Backward's is the
+// optimizer's (Gradients, which copies every gradient to the host, would
+// count the copies instead). It serves to time the backward pass.
+func (s *Step) Backward(ctx context.Context, images []float32, tokens [][]int) (Metrics, error) {
+	m := Metrics{Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
+	in, tScale, err := s.inputs(ctx, images, tokens)
+	if err != nil {
+		return m, err
+	}
+	in = append(in, s.stepScalars(0, tScale))
+	if s.backExec == nil {
+		e, err := model.NewExec(s.st.backend, s.st.store, func(scope *model.Scope, in []*Node) []*Node {
+			return s.graph(scope, in, false)[:numOutputs]
+		})
+		if err != nil {
+			return m, fmt.Errorf("train: backward: %w", err)
+		}
+		s.backExec = e
+	}
+	out, err := s.backExec.Call(anys(in)...)
+	if err != nil {
+		return m, fmt.Errorf("train: backward: %w", err)
+	}
+	if err := s.readMetrics(&m, out); err != nil {
+		return m, err
+	}
+	if s.teacher != nil {
+		m.TeacherScale = float64(tScale)
+	}
+	return m, nil
+}
+
 // lossGraph is the forward half of graph: the same outputs, with NaN for
 // the gradient norm and the clipping coefficient.
 func (s *Step) lossGraph(scope *model.Scope, in []*Node) []*Node {

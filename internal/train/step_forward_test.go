@@ -7,9 +7,11 @@ import (
 	"testing"
 )
 
-// TestStepLoss: the forward-only evaluation gives the fixture's first loss
-// and features (ViT and ResNet: BatchNorm with batch statistics) and
-// changes no weight, running statistic or counter.
+// TestStepLoss: the forward-only evaluation (Loss) gives the fixture's
+// first loss (ViT and ResNet: BatchNorm with batch statistics), the
+// forward and backward evaluation (Backward) also its gradient norm and
+// clipping coefficient, and neither changes a weight, running statistic or
+// counter.
 func TestStepLoss(t *testing.T) {
 	ctx := context.Background()
 	for _, fam := range []string{"vit", "rn"} {
@@ -34,6 +36,16 @@ func TestStepLoss(t *testing.T) {
 			}
 			if !math.IsNaN(m.GradNorm) || m.Skipped || m.Step != 0 {
 				t.Errorf("metrics %+v", m)
+			}
+			b, err := s.Backward(ctx, c.images, c.tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !relClose(b.Loss, it.Total, 1e-5) || !relClose(b.GradNorm, it.GradNorm, 1e-5) || !relClose(b.ClipCoef, it.ClipCoef, 1e-5) {
+				t.Errorf("backward: loss %v, gradient norm %v, clip %v; fixture %v, %v, %v", b.Loss, b.GradNorm, b.ClipCoef, it.Total, it.GradNorm, it.ClipCoef)
+			}
+			if b.Skipped || b.Step != 0 {
+				t.Errorf("backward metrics %+v", b)
 			}
 			after, err := s.State()
 			if err != nil {

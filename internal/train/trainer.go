@@ -384,6 +384,7 @@ func (r *runner) loop(ctx context.Context) (Metrics, error) {
 		if err != nil {
 			return last, fmt.Errorf("train: step %d: data: %w", r.iter+1, err)
 		}
+		dataSec := time.Since(t0).Seconds()
 		for _, s := range b.Skipped {
 			r.log.Warn("skipped a sample", "sample", s.Name, "err", s.Err)
 		}
@@ -408,6 +409,10 @@ func (r *runner) loop(ctx context.Context) (Metrics, error) {
 			Loss: num(m.Loss), SoftI2T: num(m.SoftI2T), SoftT2I: num(m.SoftT2I), Hard: num(m.Hard),
 			GradNorm: num(m.GradNorm), ClipCoef: num(m.ClipCoef), Scale: num(m.StudentScale),
 			Seconds: dt, SamplesPerSecond: float64(batch) / dt, SkippedSamples: len(b.Skipped), NonFinite: m.Skipped,
+			DataSeconds: dataSec,
+		}
+		if ss, ok := src.(interface{ Stats() data.StreamStats }); ok {
+			rec.DataImagesPerSecond = ss.Stats().ImagesPerSecond()
 		}
 		if x, ok := r.step.(extraMetricer); ok {
 			rec.Extra = finiteOnly(x.ExtraMetrics())

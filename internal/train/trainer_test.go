@@ -222,6 +222,11 @@ func TestRunLayout(t *testing.T) {
 		if rec.Step != nStep || rec.Loss == nil || rec.GradNorm == nil || rec.LR <= 0 || rec.SamplesPerSecond <= 0 {
 			t.Errorf("step record %s", sc.Text())
 		}
+		// The data.Stream reports the pipeline's throughput; the wait for
+		// a batch is part of the step's time.
+		if !(rec.DataImagesPerSecond > 0) || rec.DataSeconds < 0 || rec.DataSeconds > rec.Seconds {
+			t.Errorf("step record %s: data %v s, %v images/s", sc.Text(), rec.DataSeconds, rec.DataImagesPerSecond)
+		}
 	}
 	if nStep != 7 || nEval != 3 || evalSteps[0] != 3 || evalSteps[2] != 7 {
 		t.Errorf("%d step records, evaluations at %v", nStep, evalSteps)
