@@ -20,24 +20,15 @@ const attnQueryBlock = 96
 // keys and values are packed in BF16 and both products run in BF16 with
 // FP32 accumulation; the softmax stays FP32.
 func attendHead(kern *microKernel, bf16 bool, qkv []float32, ld, off, n, a, h, d, q0, q1 int, causal bool, out []float32, ldo int) {
-	base := qkv[off*ld:]
-	var keys, vals *packedB
-	var kp, vp *scratch
 	if bf16 && kern.bf16 != nil && d%2 == 0 {
-		var kb, vb []uint16
-		kp, kb = bf16Scratch(packedLen(kern, d, n) + d)
-		keys = packBTBF16(kern, kb[d:], kb[:d], base[a+h*d:], ld, n, d)
-		vp, vb = bf16Scratch(packedLen(kern, n+1, d))
-		zero := getScratch(d)
-		clear(zero.f)
-		vals = packBNBF16(kern, vb, zero.f, base[2*a+h*d:], ld, n, d)
-		putScratch(zero)
-	} else {
-		kp = getScratch(packedLen(kern, d, n))
-		keys = packBT(kern, kp.f, base[a+h*d:], ld, n, d)
-		vp = getScratch(packedLen(kern, n, d))
-		vals = packBN(kern, vp.f, base[2*a+h*d:], ld, n, d)
+		attendHeadBF16(kern, qkv, ld, off, n, a, h, d, q0, q1, causal, out, ldo)
+		return
 	}
+	base := qkv[off*ld:]
+	kp := getScratch(packedLen(kern, d, n))
+	keys := packBT(kern, kp.f, base[a+h*d:], ld, n, d)
+	vp := getScratch(packedLen(kern, n, d))
+	vals := packBN(kern, vp.f, base[2*a+h*d:], ld, n, d)
 	qb := min(attnQueryBlock, q1-q0)
 	sp := getScratch(qb * n)
 	for t0 := q0; t0 < q1; t0 += qb {
@@ -56,6 +47,56 @@ func attendHead(kern *microKernel, bf16 bool, qkv []float32, ld, off, n, a, h, d
 		sgemm(1, rows, s, n, vals, out[(t0-q0)*ldo+h*d:], ldo, epilogue{})
 	}
 	putScratch(sp)
+	putScratch(vp)
+	putScratch(kp)
+}
+
+// attendHeadBF16 is attendHead with both products in BF16: the queries are
+// rounded into a BF16 block once, and the softmax writes the probabilities
+// straight into the BF16 rows of the second product (vsoftmaxbf16), which
+// gives the same numbers as rounding them afterwards.
+func attendHeadBF16(kern *microKernel, qkv []float32, ld, off, n, a, h, d, q0, q1 int, causal bool, out []float32, ldo int) {
+	base := qkv[off*ld:]
+	mr := kern.mr
+	kp, kb := bf16Scratch(packedLen(kern, d, n) + d)
+	keys := packBTBF16(kern, kb[d:], kb[:d], base[a+h*d:], ld, n, d)
+	vp, vb := bf16Scratch(packedLen(kern, n+1, d))
+	zero := getScratch(d)
+	clear(zero.f)
+	vals := packBNBF16(kern, vb, zero.f, base[2*a+h*d:], ld, n, d)
+	putScratch(zero)
+	kps := padStride16(n) // row stride of the probabilities
+	kq := padStride16(d)
+	qb := min(attnQueryBlock, q1-q0)
+	qbp := (qb + mr - 1) / mr * mr // rows padded for the kernel's strips
+	qs, q16 := bf16Scratch(qbp * kq)
+	ps, p16 := bf16Scratch(qbp * kps)
+	sp := getScratch(qb * n)
+	kPanels, _ := panelsOf(kern, n)
+	vPanels, _ := panelsOf(kern, d)
+	var ep epilogue
+	for t0 := q0; t0 < q1; t0 += qb {
+		rows := min(qb, q1-t0)
+		rp := (rows + mr - 1) / mr * mr
+		bf16Rows(q16[:rp*kq], kq, base[t0*ld+h*d:], ld, rows, d)
+		s := sp.f[:rows*n]
+		sgemmBlockBF16(q16, kq, keys, s, n, 0, rows, 0, kPanels, &ep)
+		for r := range rows {
+			row := s[r*n : (r+1)*n]
+			pr := p16[r*kps : (r+1)*kps]
+			m := n
+			if causal {
+				m = t0 + r + 1
+			}
+			kern.softmaxBF16(pr[:m], row[:m])
+			clear(pr[m:])
+		}
+		clear(p16[rows*kps : rp*kps])
+		sgemmBlockBF16(p16, kps, vals, out[(t0-q0)*ldo+h*d:], ldo, 0, rows, 0, vPanels, &ep)
+	}
+	putScratch(sp)
+	putScratch(ps)
+	putScratch(qs)
 	putScratch(vp)
 	putScratch(kp)
 }

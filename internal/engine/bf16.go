@@ -121,7 +121,7 @@ func bf16Scratch(n int) (*scratch, []uint16) {
 func sgemmBF16(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc int, ep epilogue) {
 	mr := b.kern.mr
 	k := b.k
-	kp := (k + 1) &^ 1
+	kp := padStride16(k)
 	as, ab := bf16Scratch((m + mr - 1) / mr * mr * kp)
 	bf16Rows(ab, kp, a, lda, m, k)
 	sgemmBF16A(threads, m, ab, kp, b, c, ldc, ep)
@@ -129,8 +129,8 @@ func sgemmBF16(threads, m int, a []float32, lda int, b *packedB, c []float32, ld
 }
 
 // bf16Rows writes rows [0, m) of A (k values, stride lda) rounded to BF16
-// into ab (stride kp ≥ k even, the value at k zero when kp > k), and zeros
-// the rest of ab (the padding rows).
+// into ab (stride kp > k, or kp = k even; the value at k zero when kp > k),
+// and zeros the rest of ab (the padding rows).
 func bf16Rows(ab []uint16, kp int, a []float32, lda, m, k int) {
 	for i := range m {
 		row := ab[i*kp : (i+1)*kp]
@@ -143,16 +143,19 @@ func bf16Rows(ab []uint16, kp int, a []float32, lda, m, k int) {
 }
 
 // sgemmBF16A is sgemmBF16 with A already in BF16: ab holds m rows of stride
-// kp (= b.k rounded up to even, the padding value zero), followed by zero
-// rows up to a multiple of the kernel's mr.
-func sgemmBF16A(threads, m int, ab []uint16, kp int, b *packedB, c []float32, ldc int, ep epilogue) {
+// lda ≥ b.k rounded up to even (the value at b.k zero when b.k is odd; the
+// values past that are not read), followed by rows up to a multiple of the
+// kernel's mr, whose values only reach the unused rows of the result (zero
+// them: garbage could be slow subnormals).
+func sgemmBF16A(threads, m int, ab []uint16, lda int, b *packedB, c []float32, ldc int, ep epilogue) {
 	kern := b.kern
 	mr := kern.mr
 	k := b.k
 	panels, _ := panelsOf(kern, b.n)
 	if threads <= 1 || m*b.n*max(k, 1) < gemmSerialWork {
-		for i0 := 0; i0 < m; i0 += rowBlock {
-			sgemmBlockBF16(ab, kp, b, c, ldc, i0, min(i0+rowBlock, m), 0, panels, &ep)
+		rows := serialRows(m, mr)
+		for i0 := 0; i0 < m; i0 += rows {
+			sgemmBlockBF16(ab, lda, b, c, ldc, i0, min(i0+rows, m), 0, panels, &ep)
 		}
 		return
 	}
@@ -168,17 +171,18 @@ func sgemmBF16A(threads, m int, ab []uint16, kp int, b *packedB, c []float32, ld
 	parallelFor(threads, mb*nt, func(t int) {
 		i0 := (t / nt) * rows
 		p0 := (t % nt) * pt
-		sgemmBlockBF16(ab, kp, b, c, ldc, i0, min(i0+rows, m), p0, min(p0+pt, panels), &ep)
+		sgemmBlockBF16(ab, lda, b, c, ldc, i0, min(i0+rows, m), p0, min(p0+pt, panels), &ep)
 	})
 }
 
 // sgemmBlockBF16 computes rows [i0, i1) and panels [p0, p1) of C from the
-// BF16 rows ab (row stride kp, rows padded to a multiple of mr).
-func sgemmBlockBF16(ab []uint16, kp int, b *packedB, c []float32, ldc int, i0, i1, p0, p1 int, ep *epilogue) {
+// BF16 rows ab (row stride lda, rows padded to a multiple of mr).
+func sgemmBlockBF16(ab []uint16, lda int, b *packedB, c []float32, ldc int, i0, i1, p0, p1 int, ep *epilogue) {
 	kern := b.kern
 	mr, nr := kern.mr, kern.nr
 	n := b.n
 	j0, j1 := p0*nr, min(p1*nr, n)
+	kp := (b.k + 1) &^ 1 // k-extent of a packed panel
 	pairs := kp / 2
 	if pairs == 0 {
 		sgemmBlock(nil, 0, b, c, ldc, i0, i1, p0, p1, ep) // k = 0: bias only
@@ -220,7 +224,7 @@ func sgemmBlockBF16(ab []uint16, kp int, b *packedB, c []float32, ldc int, i0, i
 				pb = bias[col : col+w]
 			}
 			if full > 0 {
-				kern.bf16.fn(kc, ab[i0*kp+2*pc:], kp, bp, pw, c[i0*ldc+col:], ldc, full, pb, flags, w)
+				kern.bf16.fn(kc, ab[i0*lda+2*pc:], lda, bp, pw, c[i0*ldc+col:], ldc, full, pb, flags, w)
 			}
 			if h > 0 {
 				t := tile[:mr*pw]
@@ -236,7 +240,7 @@ func sgemmBlockBF16(ab []uint16, kp int, b *packedB, c []float32, ldc int, i0, i
 						break
 					}
 				}
-				fn(kc, ab[it*kp+2*pc:], kp, bp, pw, t, pw, 1, pb, flags, w)
+				fn(kc, ab[it*lda+2*pc:], lda, bp, pw, t, pw, 1, pb, flags, w)
 				for r := range h {
 					copy(c[(it+r)*ldc+col:(it+r)*ldc+col+w], t[r*pw:r*pw+w])
 				}

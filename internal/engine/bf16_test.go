@@ -55,6 +55,8 @@ func TestSGEMMBF16(t *testing.T) {
 	for _, sz := range []struct{ m, n, k int }{
 		{1, 1, 1}, {7, 13, 5}, {12, 32, 2}, {97, 129, 257}, {197, 96, 64}, {130, 260, 513}, {25, 44, 1100},
 		{13, 22, 71}, {30, 88, 40}, {50, 56, 300},
+		{26, 33, 1024}, {30, 40, 2047}, // A rows padded past k (padStride16), odd k
+		{250, 40, 64}, // two equal row blocks on one thread (serialRows)
 	} {
 		for _, threads := range []int{1, 3} {
 			t.Run(fmt.Sprintf("%dx%dx%d/threads=%d", sz.m, sz.n, sz.k, threads), func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tinyclip-go/tinyclip/internal/tensor"
@@ -49,6 +51,7 @@ func TestSGEMM(t *testing.T) {
 		{1, 1, 1}, {7, 13, 5}, {2, 4, 3}, {3, 5, 0}, {97, 129, 257}, {50, 3, 600},
 		{197, 96, 64}, {130, 260, 513}, {1, 700, 40}, {301, 17, 1100},
 		{13, 22, 70}, {30, 88, 33}, {25, 56, 300}, // 24-wide last panels
+		{250, 40, 64}, // two equal row blocks on one thread (serialRows)
 	}
 	for _, kern := range kernels() {
 		for _, sz := range sizes {
@@ -131,6 +134,78 @@ func TestParallelFor(t *testing.T) {
 		for j := range total[i] {
 			if total[i][j] != 1 {
 				t.Fatalf("nested task (%d, %d) ran %d times", i, j, total[i][j])
+			}
+		}
+	}
+}
+
+// TestParallelForConcurrent runs loops from several goroutines at once,
+// some nested and some with more threads than helpers can serve, so that
+// offers queue up, are taken after their loop closed, and loops are
+// recycled while helpers still hold them; every task must run exactly once
+// and every loop must return (run it with -race).
+func TestParallelForConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for g := range 6 {
+		wg.Go(func() {
+			for it := range 300 {
+				threads := 1 + (g+it)%4
+				tasks := (g*7 + it*13) % 37
+				hits := make([]int32, tasks)
+				parallelFor(threads, tasks, func(i int) {
+					atomic.AddInt32(&hits[i], 1)
+					if it%50 == 0 && i < 2 {
+						var inner [5]int32
+						parallelFor(2, 5, func(j int) { atomic.AddInt32(&inner[j], 1) })
+						for j, h := range inner {
+							if h != 1 {
+								errs <- fmt.Sprintf("nested task %d ran %d times", j, h)
+							}
+						}
+					}
+				})
+				for i, h := range hits {
+					if h != 1 {
+						errs <- fmt.Sprintf("goroutine %d loop %d: task %d ran %d times", g, it, i, h)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+// TestSoftmaxBF16 checks the fused softmax-to-BF16 routine against softmax
+// followed by bf16Convert, bit for bit (both round the same float32
+// probabilities), tails and lengths of attention rows included.
+func TestSoftmaxBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, kern := range kernels() {
+		for _, n := range []int{1, 2, 15, 16, 17, 50, 77, 197} {
+			x := randSlice(r, n)
+			for i := range x {
+				x[i] *= 4
+			}
+			want := append([]float32(nil), x...)
+			kern.softmax(want)
+			w16 := make([]uint16, n)
+			bf16Convert(w16, want)
+			got := make([]uint16, n+1)
+			got[n] = 0xBEEF
+			kern.softmaxBF16(got[:n], append([]float32(nil), x...))
+			for i := range n {
+				if got[i] != w16[i] {
+					t.Fatalf("%s n=%d: element %d: %#x, want %#x", kern.name, n, i, got[i], w16[i])
+				}
+			}
+			if got[n] != 0xBEEF {
+				t.Fatalf("%s n=%d: wrote past the end", kern.name, n)
 			}
 		}
 	}
@@ -363,6 +438,17 @@ func TestAttendHead(t *testing.T) {
 				}
 				if d := maxRelDiff(bf, want); d > 2e-2 || d == 0 {
 					t.Errorf("%s bf16: max relative difference %.3g, want in (0, 2e-2]", kern.name, d)
+				}
+				// The pooled row alone gives the same row.
+				for h := range tt.heads {
+					attendHead(kern, true, scaled, ld, off, tt.n, a, h, tt.d, q, q+1, tt.causal, one, a)
+				}
+				bfq := make([]float64, a)
+				for i, v := range bf[q*a : (q+1)*a] {
+					bfq[i] = float64(v)
+				}
+				if d := maxRelDiff(one, bfq); d > 1e-6 {
+					t.Errorf("%s bf16: query %d alone differs from all queries by %.3g", kern.name, q, d)
 				}
 			}
 		})

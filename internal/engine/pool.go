@@ -5,59 +5,103 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
-// The process-wide worker pool: helper goroutines block on workCh until a
-// parallel loop offers them work. A loop never waits for a helper that has
-// not started: the calling goroutine always works through the tasks itself,
-// a helper joins only while the loop is still open, and the caller waits
-// only for helpers that joined. Nested or concurrent loops therefore cannot
-// deadlock.
+// The process-wide worker pool. Helper goroutines sleep until a parallel
+// loop offers them work; nothing polls. A loop never waits for a helper that
+// has not started: the calling goroutine always works through the tasks
+// itself, a helper joins only while the loop is still open, and the caller
+// waits only for helpers that joined. Nested or concurrent loops therefore
+// cannot deadlock.
 //
-// Waking a blocked goroutine on another core takes about 90 µs on the
-// project's VMs (the idle vCPU halts), as long as a small matrix product; an
-// encode call runs dozens of parallel loops back to back. So a helper that
-// finishes a loop keeps polling workCh for up to spinWindow before it
-// blocks, and a caller polls for its helpers' completion for up to
-// spinWindow before it blocks. Nothing spins longer than that: with no call
-// in progress every helper is blocked.
-var (
-	workCh      = make(chan *loop, 256)
-	workMu      sync.Mutex
-	workStarted atomic.Int32
-)
+// Sleeping and waking use wait words (pool_wait_linux.go: futexes, so that a
+// sleeping helper is one blocked thread that the kernel wakes directly):
+// a goroutine parked on a channel takes 70–100 µs to run after it is woken
+// on the project's 2-vCPU VMs (the Go scheduler hands it to an idle thread,
+// which must wake and then steal it), a futex sleeper 3–4 µs when it has
+// slept 200 µs (BenchmarkWake). Within an encode call, where helpers sleep
+// for microseconds between loops, the futex wake-ups measured 20–30 µs on
+// average (some 3 µs, some 60–80 µs: the sleeping vCPU has halted), and so
+// did the caller's wake-up at the end of a loop; docs/performance.md has
+// what that costs against polling.
+var pool struct {
+	mu     sync.Mutex
+	offers []*loop // loops open to one more helper each, oldest first
+	// seq changes whenever an offer is added; idle helpers sleep on it.
+	seq      uint32
+	sleepers atomic.Int32
+	started  int
+}
 
-// spinWindow bounds each poll of the pool (see above).
-const spinWindow = 50 * time.Microsecond
+// maxOffers bounds the queue of offers; a loop whose offers do not fit runs
+// with fewer helpers.
+const maxOffers = 256
 
+// ensureWorkers starts helpers until there are at least n.
 func ensureWorkers(n int) {
-	if int(workStarted.Load()) >= n {
-		return
-	}
-	workMu.Lock()
-	defer workMu.Unlock()
-	for int(workStarted.Load()) < n {
+	pool.mu.Lock()
+	for pool.started < n {
 		go helper()
-		workStarted.Add(1)
+		pool.started++
+	}
+	pool.mu.Unlock()
+}
+
+// helper runs the loops offered to it, sleeping on pool.seq while there
+// are none.
+func helper() {
+	for {
+		seq := atomic.LoadUint32(&pool.seq)
+		pool.mu.Lock()
+		var l *loop
+		if len(pool.offers) > 0 {
+			l = pool.offers[0]
+			copy(pool.offers, pool.offers[1:])
+			pool.offers[len(pool.offers)-1] = nil
+			pool.offers = pool.offers[:len(pool.offers)-1]
+		}
+		pool.mu.Unlock()
+		if l != nil {
+			l.help()
+			continue
+		}
+		// An offer added after the load of seq changed it, so the wait
+		// returns at once; one added before it was found above.
+		pool.sleepers.Add(1)
+		waitWord(&pool.seq, seq)
+		pool.sleepers.Add(-1)
 	}
 }
 
-// helper runs loops from workCh, polling for the next one for up to
-// spinWindow before blocking.
-func helper() {
-	for l := range workCh {
-		l.help()
-		for deadline := time.Now().Add(spinWindow); time.Now().Before(deadline); {
-			select {
-			case next := <-workCh:
-				next.help()
-				deadline = time.Now().Add(spinWindow)
-			default:
-				runtime.Gosched()
-			}
+// offer queues n offers of l and wakes up to n sleeping helpers.
+func offer(l *loop, n int) {
+	pool.mu.Lock()
+	n = min(n, maxOffers-len(pool.offers))
+	for range n {
+		pool.offers = append(pool.offers, l)
+	}
+	pool.mu.Unlock()
+	if n <= 0 {
+		return
+	}
+	atomic.AddUint32(&pool.seq, 1)
+	if pool.sleepers.Load() > 0 {
+		wakeWord(&pool.seq, n)
+	}
+}
+
+// withdraw removes the offers of l that no helper took.
+func withdraw(l *loop) {
+	pool.mu.Lock()
+	o := pool.offers[:0]
+	for _, x := range pool.offers {
+		if x != l {
+			o = append(o, x)
 		}
 	}
+	clear(pool.offers[len(o):])
+	pool.offers = o
+	pool.mu.Unlock()
 }
 
 // resolveThreads returns the parallelism for a requested thread count
@@ -76,8 +120,10 @@ type loop struct {
 	fn     func(i int)
 	mu     sync.Mutex
 	closed bool
-	active atomic.Int32 // helpers inside work
-	wg     sync.WaitGroup
+	// active counts the helpers inside the loop; the caller sleeps on it
+	// (with waiting set) until it is zero.
+	active  uint32
+	waiting atomic.Bool
 }
 
 // work claims and runs tasks until none is left.
@@ -98,18 +144,17 @@ func (l *loop) help() {
 		l.mu.Unlock()
 		return
 	}
-	l.wg.Add(1)
-	l.active.Add(1)
+	atomic.AddUint32(&l.active, 1)
 	l.mu.Unlock()
 	l.work()
-	l.active.Add(-1)
-	l.wg.Done()
+	if atomic.AddUint32(&l.active, ^uint32(0)) == 0 && l.waiting.Load() {
+		wakeWord(&l.active, 1)
+	}
 }
 
-// loopPool recycles loops. A helper may still hold a stale pointer to a
-// recycled loop (queued while the loop was open); it takes the lock, and
-// either finds the loop closed and leaves, or joins whichever parallelFor
-// reopened it, which is as good as any other loop: the fields it reads are
+// loopPool recycles loops. A helper that took an offer may reach the loop
+// after it closed and was reopened by another parallelFor; it then joins
+// that one, which is as good as any other loop: the fields it reads are
 // written under the same lock.
 var loopPool = sync.Pool{New: func() any { return new(loop) }}
 
@@ -132,22 +177,24 @@ func parallelFor(threads, tasks int, fn func(i int)) {
 	l.mu.Lock()
 	l.next.Store(0)
 	l.tasks, l.fn, l.closed = tasks, fn, false
+	l.waiting.Store(false)
 	l.mu.Unlock()
-	for range helpers {
-		select {
-		case workCh <- l:
-		default: // queue full: the caller and the other helpers do the work
-		}
-	}
+	offer(l, helpers)
 	l.work()
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
-	// Every task is claimed; poll briefly for the helpers still running one.
-	for deadline := time.Now().Add(spinWindow); l.active.Load() > 0 && time.Now().Before(deadline); {
-		runtime.Gosched()
+	withdraw(l)
+	// Every task is claimed; sleep until the helpers still running one
+	// have left.
+	l.waiting.Store(true)
+	for {
+		a := atomic.LoadUint32(&l.active)
+		if a == 0 {
+			break
+		}
+		waitWord(&l.active, a)
 	}
-	l.wg.Wait()
 	l.mu.Lock()
 	l.fn = nil // no helper is inside: release what fn holds
 	l.mu.Unlock()

@@ -40,6 +40,22 @@ func (k *microKernel) softmax(s []float32) {
 	vscale(p, len(s), 1/sum)
 }
 
+// softmaxBF16 writes softmax(s) rounded to BF16 to dst (len(s) values),
+// leaving s overwritten with intermediate values. The result is that of
+// softmax followed by bf16Convert.
+func (k *microKernel) softmaxBF16(dst []uint16, s []float32) {
+	if len(s) == 0 {
+		return
+	}
+	dst = dst[:len(s)]
+	if !k.vec {
+		softmax(s)
+		bf16Convert(dst, s)
+		return
+	}
+	vsoftmaxbf16(&dst[0], &s[0], len(s))
+}
+
 // layerNorm is layerNorm of ops.go.
 func (k *microKernel) layerNorm(dst, src []float32, rows, w int, g, b []float32) {
 	if !k.vec || w == 0 {

@@ -47,3 +47,6 @@ func vadd(dst, src *float32, n int)
 
 //go:noescape
 func vbf16pairs(dst *uint32, r0, r1 *float32, n int)
+
+//go:noescape
+func vsoftmaxbf16(dst *uint16, x *float32, n int)

@@ -593,3 +593,96 @@ pairtail:
 pairdone:
 	VZEROUPPER
 	RET
+
+// func vsoftmaxbf16(dst *uint16, x *float32, n int)
+// x[i] = e^(x[i]−max x) (left unnormalised), dst[i] = BF16 of x[i]/Σ x
+// (rounded to nearest even as vtobf16), for n ≥ 1: the three passes of
+// vmax, vexpShiftSum and vscale, then vtobf16, in one call.
+TEXT ·vsoftmaxbf16(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), BX
+	VBROADCASTSS vconst<>+116(SB), Z14
+	MOVQ SI, AX
+	MOVQ BX, CX
+smmax:
+	CMPQ CX, $16
+	JLT  smmaxtail
+	VMAXPS (AX), Z14, Z14
+	ADDQ   $64, AX
+	SUBQ   $16, CX
+	JMP    smmax
+smmaxtail:
+	TESTQ CX, CX
+	JZ    smmaxdone
+	TAILMASK
+	VBROADCASTSS vconst<>+116(SB), Z0
+	VMOVUPS      (AX), K1, Z0
+	VMAXPS       Z0, Z14, Z14
+smmaxdone:
+	HMAX(Z14, Y14, X14)
+	VBROADCASTSS X14, Z15
+	EXPCONSTS
+	VPXORD Z14, Z14, Z14
+	MOVQ   SI, AX
+	MOVQ   BX, CX
+smexp:
+	CMPQ CX, $16
+	JLT  smexptail
+	VMOVUPS (AX), Z0
+	VSUBPS  Z15, Z0, Z0
+	EXP(Z0, Z2, Z3, Z4)
+	VMOVUPS Z0, (AX)
+	VADDPS  Z0, Z14, Z14
+	ADDQ    $64, AX
+	SUBQ    $16, CX
+	JMP     smexp
+smexptail:
+	TESTQ CX, CX
+	JZ    smexpdone
+	TAILMASK
+	VMOVUPS.Z (AX), K1, Z0
+	VSUBPS    Z15, Z0, Z0
+	EXP(Z0, Z2, Z3, Z4)
+	VMOVUPS   Z0, K1, (AX)
+	VADDPS    Z0, Z14, K1, Z14
+smexpdone:
+	HSUM(Z14, Y14, X14)
+	VMOVSS       vconst<>+36(SB), X13
+	VDIVSS       X14, X13, X13
+	VBROADCASTSS X13, Z13
+	MOVL         $0x7FFF, AX
+	VPBROADCASTD AX, Z12
+	MOVL         $1, AX
+	VPBROADCASTD AX, Z11
+	MOVQ         SI, AX
+	MOVQ         BX, CX
+smsc:
+	CMPQ CX, $16
+	JLT  smsctail
+	VMULPS    (AX), Z13, Z0
+	VPSRLD    $16, Z0, Z1
+	VPANDD    Z11, Z1, Z1
+	VPADDD    Z12, Z0, Z0
+	VPADDD    Z1, Z0, Z0
+	VPSRLD    $16, Z0, Z0
+	VPMOVDW   Z0, (DI)
+	ADDQ      $64, AX
+	ADDQ      $32, DI
+	SUBQ      $16, CX
+	JMP       smsc
+smsctail:
+	TESTQ CX, CX
+	JZ    smdone
+	TAILMASK
+	VMOVUPS.Z (AX), K1, Z0
+	VMULPS    Z13, Z0, Z0
+	VPSRLD    $16, Z0, Z1
+	VPANDD    Z11, Z1, Z1
+	VPADDD    Z12, Z0, Z0
+	VPADDD    Z1, Z0, Z0
+	VPSRLD    $16, Z0, Z0
+	VPMOVDW   Z0, K1, (DI)
+smdone:
+	VZEROUPPER
+	RET
