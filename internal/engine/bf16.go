@@ -165,7 +165,7 @@ func sgemmBF16A(threads, m int, ab []uint16, lda int, b *packedB, c []float32, l
 	}
 	rows := ((m+mb-1)/mb + mr - 1) / mr * mr
 	mb = (m + rows - 1) / rows
-	nt := min(panels, max(1, (2*threads+mb-1)/mb))
+	nt := columnTasks(threads, mb, panels)
 	pt := (panels + nt - 1) / nt
 	nt = (panels + pt - 1) / pt
 	parallelFor(threads, mb*nt, func(t int) {

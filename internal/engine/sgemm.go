@@ -155,8 +155,8 @@ func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc in
 	rows := ((m+mb-1)/mb + mr - 1) / mr * mr
 	mb = (m + rows - 1) / rows
 	// Column ranges: split only as far as needed to give every thread
-	// about two tasks.
-	nt := min(panels, max(1, (2*threads+mb-1)/mb))
+	// about two tasks, or columnTasks of one row block.
+	nt := columnTasks(threads, mb, panels)
 	pt := (panels + nt - 1) / nt
 	nt = (panels + pt - 1) / pt
 	parallelFor(threads, mb*nt, func(t int) {
@@ -164,6 +164,22 @@ func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc in
 		p0 := (t % nt) * pt
 		sgemmBlock(a, lda, b, c, ldc, i0, min(i0+rows, m), p0, min(p0+pt, panels), &ep)
 	})
+}
+
+// smallTasksPerThread is the number of column tasks per thread of a product
+// whose rows form one block (a batch-1 tower at several threads): tasks of
+// tens of microseconds, so that the thread that finishes first waits at most
+// that long for the other (with two tasks per thread it waited half a task,
+// 100 µs and more, on average); A is read once per task, from L2.
+const smallTasksPerThread = 8
+
+// columnTasks returns the number of column ranges into which a product of
+// mb row blocks and the given panels is split.
+func columnTasks(threads, mb, panels int) int {
+	if mb == 1 {
+		return min(panels, smallTasksPerThread*threads)
+	}
+	return min(panels, max(1, (2*threads+mb-1)/mb))
 }
 
 // sgemmBlock computes rows [i0, i1) and column panels [p0, p1) of C on the

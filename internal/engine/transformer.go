@@ -93,20 +93,99 @@ func (t *transformer) qkvProject(threads int, b *block, x []float32, rows int) *
 	return qkv
 }
 
+// fuseMaxRows is the most rows for which fusedAttention runs the QKV
+// product and the attention as one parallel loop: one row block of the
+// GEMM (a ViT-40M/32 image, a few texts), whose product is too short to be
+// worth its own synchronisation. With more rows (a ViT-8M/16 image: 197)
+// the separate loops, split into row blocks, balance the threads better
+// than one task per head (measured: 7 % slower fused at two threads).
+const fuseMaxRows = rowBlock
+
+// fuseAttention enables fusedAttention (tests turn it off to compare).
+var fuseAttention = true
+
+// fusedAttention computes the attention sub-layer's heads into o as
+// fullBlock (pooled false: every row, row stride ldo) or pooledBlock (pooled
+// true: the pooled row of each sequence, row stride ldo) do, but as one
+// parallel loop over the heads, each task computing its head's query, key
+// and value columns of LN₁(x)·W_qkv + b and then attending with them; it
+// reports false, doing nothing, where that does not apply (one thread, fewer
+// than two heads per thread, many rows, heads not aligned to the kernel's
+// panels). Every value is computed as the separate product and attention
+// loops compute it: the same row blocks, panels and sums.
+func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows int, seqs []seq, causal, pooled bool, o []float32, ldo int) bool {
+	d := t.headDim
+	a := b.heads * d
+	kern := b.qkv.w.kern
+	nr, mr := kern.nr, kern.mr
+	if !fuseAttention || threads <= 1 || b.heads < 2*threads || rows > fuseMaxRows || d%nr != 0 || kern != t.kern {
+		return false
+	}
+	w := t.width
+	n, k := 3*a, w
+	// The row blocks sgemm (and sgemmBF16A) would use for this product.
+	rb := serialRows(rows, mr)
+	if rows*n*max(k, 1) >= gemmSerialWork {
+		mb := (rows + rowBlock - 1) / rowBlock
+		if mb > 1 {
+			mb = min(max(mb, 4*threads), (rows+mr-1)/mr)
+		}
+		rb = ((rows+mb-1)/mb + mr - 1) / mr * mr
+	}
+	ldq := padStride(n)
+	qkv := getScratch(rows * ldq)
+	ep := epilogue{bias: b.qkv.bias}
+	var product func(i0, i1, p0, p1 int)
+	var hs *scratch
+	if b.qkv.w.bf16 != nil {
+		s, h16, kp := t.layerNormBF16(threads, x, rows, b.ln1g, b.ln1b)
+		hs = s
+		product = func(i0, i1, p0, p1 int) { sgemmBlockBF16(h16, kp, b.qkv.w, qkv.f, ldq, i0, i1, p0, p1, &ep) }
+	} else {
+		ldh := padStride(w)
+		hs = getScratch(rows * ldh)
+		t.layerNormStrided(threads, hs.f, ldh, x, rows, b.ln1g, b.ln1b)
+		h := hs.f
+		product = func(i0, i1, p0, p1 int) { sgemmBlock(h, ldh, b.qkv.w, qkv.f, ldq, i0, i1, p0, p1, &ep) }
+	}
+	pp := d / nr // panels per head and part
+	parallelFor(threads, b.heads, func(h int) {
+		for part := range 3 {
+			p0 := (part*a + h*d) / nr
+			for i0 := 0; i0 < rows; i0 += rb {
+				product(i0, min(i0+rb, rows), p0, p0+pp)
+			}
+		}
+		for i, s := range seqs {
+			if pooled {
+				attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, s.pool, s.pool+1, causal, o[i*ldo:], ldo)
+			} else {
+				attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, 0, s.n, causal, o[s.off*ldo:], ldo)
+			}
+		}
+	})
+	putScratch(hs)
+	putScratch(qkv)
+	return true
+}
+
 func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, seqs []seq, causal bool) {
 	w, d := t.width, t.headDim
 	if b.heads > 0 {
 		a := b.heads * d
-		qkv := t.qkvProject(threads, b, x, rows)
-		ldq, ldo := padStride(3*a), padStride(a)
+		ldo := padStride(a)
 		o := getScratch(rows * ldo)
-		kern := t.kern
-		parallelFor(threads, len(seqs)*b.heads, func(i int) {
-			s := seqs[i/b.heads]
-			h := i % b.heads
-			attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, 0, s.n, causal, o.f[s.off*ldo:], ldo)
-		})
-		putScratch(qkv)
+		if !t.fusedAttention(threads, b, x, rows, seqs, causal, false, o.f, ldo) {
+			qkv := t.qkvProject(threads, b, x, rows)
+			ldq := padStride(3 * a)
+			kern := t.kern
+			parallelFor(threads, len(seqs)*b.heads, func(i int) {
+				s := seqs[i/b.heads]
+				h := i % b.heads
+				attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, 0, s.n, causal, o.f[s.off*ldo:], ldo)
+			})
+			putScratch(qkv)
+		}
 		sgemm(threads, rows, o.f, ldo, b.out.w, x, w, epilogue{acc: true, bias: b.out.bias})
 		putScratch(o)
 	}
@@ -118,16 +197,18 @@ func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, 
 	n := len(seqs)
 	if b.heads > 0 {
 		a := b.heads * d
-		qkv := t.qkvProject(threads, b, x, rows)
-		ldq := padStride(3 * a)
 		o := getScratch(n * a)
-		kern := t.kern
-		parallelFor(threads, n*b.heads, func(i int) {
-			s := seqs[i/b.heads]
-			h := i % b.heads
-			attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, s.pool, s.pool+1, causal, o.f[(i/b.heads)*a:], a)
-		})
-		putScratch(qkv)
+		if !t.fusedAttention(threads, b, x, rows, seqs, causal, true, o.f, a) {
+			qkv := t.qkvProject(threads, b, x, rows)
+			ldq := padStride(3 * a)
+			kern := t.kern
+			parallelFor(threads, n*b.heads, func(i int) {
+				s := seqs[i/b.heads]
+				h := i % b.heads
+				attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, s.pool, s.pool+1, causal, o.f[(i/b.heads)*a:], a)
+			})
+			putScratch(qkv)
+		}
 		t.gather(xp, x, seqs)
 		sgemm(threads, n, o.f, a, b.out.w, xp, w, epilogue{acc: true, bias: b.out.bias})
 		putScratch(o)

@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/tinyclip-go/tinyclip/internal/config"
+)
+
+// TestFusedAttentionIdentical checks that the fused QKV product and
+// attention loop (fusedAttention) gives bit-identical features to the
+// separate product and attention loops, on every kernel and precision, for
+// towers of one and several sequences of up to fuseMaxRows rows (ViT-40M/32
+// and ViT-8M/16 shapes, two layers each).
+func TestFusedAttentionIdentical(t *testing.T) {
+	archs := []struct {
+		name string
+		arch config.Arch
+	}{
+		{"p32w512", config.Arch{EmbedDim: 64,
+			Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 224, Embed: 64, PatchSize: 32,
+				Transformer: regular(512, 64, 2, 2048, config.GELU)},
+			Text: text(64, regular(512, 64, 2, 2048, config.GELU))}},
+		{"p16w256", config.Arch{EmbedDim: 64,
+			Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 224, Embed: 64, PatchSize: 16,
+				Transformer: regular(256, 64, 2, 1024, config.QuickGELU)},
+			Text: text(64, regular(256, 64, 2, 1024, config.QuickGELU))}},
+	}
+	tokens := [][]int{
+		{49406, 320, 1125, 539, 320, 2368, 269, 49407},
+		{49406, 320, 1125, 539, 320, 1929, 269, 49407},
+		{49406, 320, 49407},
+	}
+	pixels := randomPixels(4, 224)
+	ctx := context.Background()
+	defer func() { fuseAttention = true }()
+	for _, a := range archs {
+		ts := randomTensors(&a.arch, 3)
+		for _, kern := range kernels() {
+			for _, prec := range precisions() {
+				for _, threads := range []int{2, 3} {
+					for _, n := range []int{1, 4} {
+						name := fmt.Sprintf("%s/%s/%s/threads=%d/n=%d", a.name, kern.name, prec, threads, n)
+						if kern == genericKernel && (a.name != "p32w512" || n > 1) {
+							continue // slow; one shape suffices for the generic kernel
+						}
+						m, err := Build(&a.arch, ts, Options{Threads: threads, Precision: prec, kernel: kern})
+						if err != nil {
+							t.Fatal(err)
+						}
+						var got [2][]float32
+						for i, fuse := range []bool{false, true} {
+							fuseAttention = fuse
+							img, err := m.EncodeImages(ctx, pixels[:n*3*224*224], n)
+							if err != nil {
+								t.Fatal(err)
+							}
+							txt, err := m.EncodeTexts(ctx, tokens[:min(n, len(tokens))])
+							if err != nil {
+								t.Fatal(err)
+							}
+							got[i] = append(img, txt...)
+						}
+						for j := range got[0] {
+							if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
+								t.Errorf("%s: value %d: fused %v, separate %v", name, j, got[1][j], got[0][j])
+								break
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
