@@ -23,6 +23,12 @@ const warmup = +(args.warmup ?? 1);
 const batches = (args.batch ?? '1,8').split(',').map(Number);
 const threadList = (args.threads ?? '1,2').split(',').map(Number);
 const only = args.only ? new RegExp(args.only) : null;
+// Pause before every measurement (ms), so that the previous runtime's idle
+// threads have gone to sleep: OpenBLAS (torch) and ORT spin for a while after
+// a call, and on a 2-vCPU machine a spinning thread takes the core the next
+// runtime's second thread needs.
+const settle = +(args.settle ?? 300);
+const pause = () => new Promise((resolve) => setTimeout(resolve, settle));
 const peakFP32 = +(args['peak-fp32'] ?? 111.5); // GMAC/s per thread (design §4.2)
 const peakBF16 = 2 * peakFP32;
 
@@ -153,11 +159,13 @@ for (let r = 0; r < rounds; r++) {
     const { t, batch, threads, prec } = row;
     const offset = (r * 97) % classnames.length;
     const dir = path.join(work, 'models', t.model);
+    await pause();
     const o = await ours.ask({ op: 'run', model: dir, tower: t.tower, batch, threads, precision: prec, iters, warmup, offset });
     if (o.precision !== prec) throw new Error(`ours ran ${o.precision}, asked ${prec}`);
     row.ours.push(o.ms);
     if (o.tokens) row.tokens.push(o.tokens);
-    if (row.ort) row.ort.push(await runORT(t, batch, threads, offset));
+    if (row.ort) { await pause(); row.ort.push(await runORT(t, batch, threads, offset)); }
+    if (row.torch) await pause();
     if (row.torch) row.torch.push((await torch[threads].ask({ op: 'run', model: dir, tower: t.tower, batch, threads, iters, warmup, offset })).ms);
   }
   process.stderr.write(`round ${r + 1}/${rounds} done\n`);
@@ -188,7 +196,7 @@ for (const row of rows) {
 const header = [
   `date ${started.toISOString()}, host ${os.hostname()}, ${os.cpus().length} × ${os.cpus()[0].model} (family ${args['cpu-family'] ?? '?'}), load average at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
   `ORT onnxruntime-node ${ort.env.versions?.common ?? '1.30.0'} (graphOptimizationLevel all, intra-op threads = thr, inter-op 1); torch ${torchInfo.torch} with ${torchInfo.blas}`,
-  `${rounds} alternating rounds (ours, ORT, torch per row), each ${warmup} warm-up + ${iters} timed calls; ms per item = median over rounds of per-round medians`,
+  `${rounds} alternating rounds (ours, ORT, torch per row), each ${warmup} warm-up + ${iters} timed calls after a ${settle} ms pause; ms per item = median over rounds of per-round medians`,
   `texts: "a photo of a {ImageNet class}."; ours on the real tokens (mean shown), ORT and torch on the 77 positions of the exported/official graph; images: random pixels, preprocessing not timed`,
   `% of peak = GMACs/item ÷ ours ms ÷ (${peakFP32} GMAC/s FP32, ${peakBF16} BF16, per thread); bf16 rows compare ours (BF16) with ORT/torch in FP32`,
 ];
