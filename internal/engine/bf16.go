@@ -148,30 +148,8 @@ func bf16Rows(ab []uint16, kp int, a []float32, lda, m, k int) {
 // kernel's mr, whose values only reach the unused rows of the result (zero
 // them: garbage could be slow subnormals).
 func sgemmBF16A(threads, m int, ab []uint16, lda int, b *packedB, c []float32, ldc int, ep epilogue) {
-	kern := b.kern
-	mr := kern.mr
-	k := b.k
-	panels, _ := panelsOf(kern, b.n)
-	if threads <= 1 || m*b.n*max(k, 1) < gemmSerialWork {
-		rows := serialRows(m, mr)
-		for i0 := 0; i0 < m; i0 += rows {
-			sgemmBlockBF16(ab, lda, b, c, ldc, i0, min(i0+rows, m), 0, panels, &ep)
-		}
-		return
-	}
-	mb := (m + rowBlock - 1) / rowBlock
-	if mb > 1 {
-		mb = min(max(mb, 4*threads), (m+mr-1)/mr)
-	}
-	rows := ((m+mb-1)/mb + mr - 1) / mr * mr
-	mb = (m + rows - 1) / rows
-	nt := columnTasks(threads, mb, panels)
-	pt := (panels + nt - 1) / nt
-	nt = (panels + pt - 1) / pt
-	parallelFor(threads, mb*nt, func(t int) {
-		i0 := (t / nt) * rows
-		p0 := (t % nt) * pt
-		sgemmBlockBF16(ab, lda, b, c, ldc, i0, min(i0+rows, m), p0, min(p0+pt, panels), &ep)
+	forTiles(threads, m, b, func(i0, i1, p0, p1 int) {
+		sgemmBlockBF16(ab, lda, b, c, ldc, i0, i1, p0, p1, &ep)
 	})
 }
 

@@ -128,7 +128,7 @@ type epilogue struct {
 // the work over up to threads goroutines. A is m×b.k row-major with row
 // stride lda, C is m×b.n with row stride ldc.
 func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc int, ep epilogue) {
-	n, k := b.n, b.k
+	n := b.n
 	if m <= 0 || n <= 0 {
 		return
 	}
@@ -136,14 +136,18 @@ func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc in
 		sgemmBF16(threads, m, a, lda, b, c, ldc, ep)
 		return
 	}
-	mr := b.kern.mr
-	panels, _ := panelsOf(b.kern, n)
+	forTiles(threads, m, b, func(i0, i1, p0, p1 int) {
+		sgemmBlock(a, lda, b, c, ldc, i0, i1, p0, p1, &ep)
+	})
+}
+
+// gemmRows returns the rows of each row block of an m-row product with B
+// [k×n] at the given threads, and whether the product is split over
+// threads at all (below gemmSerialWork, or on one thread, it runs serially
+// in serialRows blocks).
+func gemmRows(threads, m, n, k, mr int) (rows int, parallel bool) {
 	if threads <= 1 || m*n*max(k, 1) < gemmSerialWork {
-		rows := serialRows(m, mr)
-		for i0 := 0; i0 < m; i0 += rows {
-			sgemmBlock(a, lda, b, c, ldc, i0, min(i0+rows, m), 0, panels, &ep)
-		}
-		return
+		return serialRows(m, mr), false
 	}
 	// Row blocks of about equal size, multiples of mr; when there are
 	// several, at least four per thread, so that dynamic claiming balances
@@ -152,8 +156,23 @@ func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc in
 	if mb > 1 {
 		mb = min(max(mb, 4*threads), (m+mr-1)/mr)
 	}
-	rows := ((m+mb-1)/mb + mr - 1) / mr * mr
-	mb = (m + rows - 1) / rows
+	return ((m+mb-1)/mb + mr - 1) / mr * mr, true
+}
+
+// forTiles calls block for every tile (rows [i0, i1), panels [p0, p1)) of
+// an m-row product with b, serially or as tasks of the worker pool; every
+// entry of C belongs to exactly one tile. sgemm and sgemmBF16A share it, so
+// FP32 and BF16 products are cut the same way.
+func forTiles(threads, m int, b *packedB, block func(i0, i1, p0, p1 int)) {
+	panels, _ := panelsOf(b.kern, b.n)
+	rows, parallel := gemmRows(threads, m, b.n, b.k, b.kern.mr)
+	if !parallel {
+		for i0 := 0; i0 < m; i0 += rows {
+			block(i0, min(i0+rows, m), 0, panels)
+		}
+		return
+	}
+	mb := (m + rows - 1) / rows
 	// Column ranges: split only as far as needed to give every thread
 	// about two tasks, or columnTasks of one row block.
 	nt := columnTasks(threads, mb, panels)
@@ -162,7 +181,7 @@ func sgemm(threads, m int, a []float32, lda int, b *packedB, c []float32, ldc in
 	parallelFor(threads, mb*nt, func(t int) {
 		i0 := (t / nt) * rows
 		p0 := (t % nt) * pt
-		sgemmBlock(a, lda, b, c, ldc, i0, min(i0+rows, m), p0, min(p0+pt, panels), &ep)
+		block(i0, min(i0+rows, m), p0, min(p0+pt, panels))
 	})
 }
 

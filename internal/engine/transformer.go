@@ -124,14 +124,7 @@ func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows in
 	w := t.width
 	n, k := 3*a, w
 	// The row blocks sgemm (and sgemmBF16A) would use for this product.
-	rb := serialRows(rows, mr)
-	if rows*n*max(k, 1) >= gemmSerialWork {
-		mb := (rows + rowBlock - 1) / rowBlock
-		if mb > 1 {
-			mb = min(max(mb, 4*threads), (rows+mr-1)/mr)
-		}
-		rb = ((rows+mb-1)/mb + mr - 1) / mr * mr
-	}
+	rb, _ := gemmRows(threads, rows, n, k, mr)
 	ldq := padStride(n)
 	qkv := getScratch(rows * ldq)
 	ep := epilogue{bias: b.qkv.bias}
