@@ -202,6 +202,32 @@ type zsPrediction struct {
 // evalPixels is what the decode goroutines hand to the encoder.
 type evalPixels = []float32
 
+// encodeReadable encodes the images of a pipeline batch that could be read
+// and returns those items with their embeddings. An unreadable one is
+// appended to bad and reported on stderr (followed by note) or, with
+// strict, ends the run with an error.
+func (e *env) encodeReadable(ctx context.Context, m *tinyclip.Model, items []data.Item[evalPixels], strict bool, bad *[]evalBadImage, note string) ([]data.Item[evalPixels], [][]float32, error) {
+	var pixels []float32
+	var ok []data.Item[evalPixels]
+	for _, it := range items {
+		if it.Err != nil {
+			*bad = append(*bad, evalBadImage{it.Sample.Name, it.Err.Error()})
+			if strict {
+				return nil, nil, fmt.Errorf("unreadable image %s: %w (--strict)", it.Sample.Name, it.Err)
+			}
+			fmt.Fprintf(e.stderr, "tinyclip eval: unreadable image %s: %v%s\n", it.Sample.Name, it.Err, note)
+			continue
+		}
+		pixels = append(pixels, it.Value...)
+		ok = append(ok, it)
+	}
+	if len(ok) == 0 {
+		return nil, nil, nil
+	}
+	emb, err := m.EncodePixels(ctx, pixels, len(ok))
+	return ok, emb, err
+}
+
 func runZeroShot(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "eval zeroshot", "--model PATH --data DIR|FILE.csv|FILE.tar [--classes NAME|FILE] [--templates NAME|FILE] [--json] [--predictions FILE.jsonl] [--plot FILE.png]")
 	mf := addModelFlags(fs)
@@ -311,28 +337,13 @@ func runZeroShot(ctx context.Context, e *env, args []string) error {
 			bar.Finish()
 			return err
 		}
-		var pixels []float32
-		var ok []data.Item[evalPixels]
-		for _, it := range items {
-			if it.Err != nil {
-				rep.Unreadable++
-				rep.UnreadableImages = append(rep.UnreadableImages, evalBadImage{it.Sample.Name, it.Err.Error()})
-				if *strict {
-					bar.Finish()
-					return fmt.Errorf("unreadable image %s: %w (--strict)", it.Sample.Name, it.Err)
-				}
-				fmt.Fprintf(e.stderr, "tinyclip eval: unreadable image %s: %v\n", it.Sample.Name, it.Err)
-				continue
-			}
-			pixels = append(pixels, it.Value...)
-			ok = append(ok, it)
+		ok, emb, err := e.encodeReadable(ctx, m, items, *strict, &rep.UnreadableImages, "")
+		rep.Unreadable = len(rep.UnreadableImages)
+		if err != nil {
+			bar.Finish()
+			return err
 		}
 		if len(ok) > 0 {
-			emb, err := m.EncodePixels(ctx, pixels, len(ok))
-			if err != nil {
-				bar.Finish()
-				return err
-			}
 			for k, it := range ok {
 				if logits, err = eval.Logits(logits, cls.weights, emb[k]); err != nil {
 					return err
@@ -545,31 +556,18 @@ func runRetrieval(ctx context.Context, e *env, args []string) error {
 			bar.Finish()
 			return err
 		}
-		var pixels []float32
-		var ok []data.Item[evalPixels]
-		for _, it := range items {
-			if it.Err == nil && len(it.Sample.Captions) == 0 {
-				it.Err = errors.New("no caption")
+		for i := range items {
+			if items[i].Err == nil && len(items[i].Sample.Captions) == 0 {
+				items[i].Err = errors.New("no caption")
 			}
-			if it.Err != nil {
-				rep.Unreadable++
-				rep.UnreadableFiles = append(rep.UnreadableFiles, evalBadImage{it.Sample.Name, it.Err.Error()})
-				if *strict {
-					bar.Finish()
-					return fmt.Errorf("unreadable image %s: %w (--strict)", it.Sample.Name, it.Err)
-				}
-				fmt.Fprintf(e.stderr, "tinyclip eval: unreadable image %s: %v (left out with its captions)\n", it.Sample.Name, it.Err)
-				continue
-			}
-			pixels = append(pixels, it.Value...)
-			ok = append(ok, it)
+		}
+		ok, emb, err := e.encodeReadable(ctx, m, items, *strict, &rep.UnreadableFiles, " (left out with its captions)")
+		rep.Unreadable = len(rep.UnreadableFiles)
+		if err != nil {
+			bar.Finish()
+			return err
 		}
 		if len(ok) > 0 {
-			emb, err := m.EncodePixels(ctx, pixels, len(ok))
-			if err != nil {
-				bar.Finish()
-				return err
-			}
 			for k, it := range ok {
 				for _, c := range it.Sample.Captions {
 					captions = append(captions, c)
