@@ -104,45 +104,12 @@ func testDataParallelFixture(t *testing.T, fam string, devices int, mode dpMode,
 			t.Fatalf("iteration %d: %v", k, err)
 		}
 		sumLR += lr
-		for _, q := range []struct {
-			what      string
-			got, want float64
-		}{
-			{"total_loss", m.Loss, it.Total}, {"soft_img2text_ce", m.SoftI2T, it.SoftI2T},
-			{"soft_text2img_ce", m.SoftT2I, it.SoftT2I}, {"grad_norm_before_clip", m.GradNorm, it.GradNorm},
-			{"clip_coef_clamped", m.ClipCoef, it.ClipCoef}, {"student_logit_scale_used", m.StudentScale, it.StudentScaleUsed},
-			{"teacher_logit_scale_used", m.TeacherScale, it.TeacherScaleUsed},
-		} {
-			if !relClose(q.got, q.want, 1e-5) {
-				t.Errorf("iteration %d: %s = %.9g, want %.9g (relative %.2g)", k, q.what, q.got, q.want, math.Abs(q.got-q.want)/math.Abs(q.want))
-			}
-		}
+		checkStepIteration(t, c, fam, k, it, m, feats, d.State, sumLR)
 		if !math.IsNaN(m.Hard) {
 			t.Errorf("iteration %d: hard loss %v with alpha 1", k, m.Hard)
 		}
 		if m.Step != int64(k+1) {
 			t.Errorf("iteration %d: step %d", k, m.Step)
-		}
-		for _, f := range []struct {
-			key string
-			got []float32
-		}{{"student_image_features", m.ImageFeatures}, {"student_text_features", m.TextFeatures}} {
-			want := f32(t, feats[fmt.Sprintf("iter%d.%s", k, f.key)])
-			if r := tensorRel(f.got, want); !(r <= 1e-5) {
-				t.Errorf("iteration %d: %s: %.3g > 1e-5", k, f.key, r)
-			}
-		}
-		if k == 0 || k == 2 {
-			state, err := d.State()
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := readSafetensors(t, distillPath(t, "step", fam, fmt.Sprintf("student_after_iter%d.safetensors.gz", k)))
-			checkWeights(t, fmt.Sprintf("weights after iteration %d", k), state.Weights, want, sumLR)
-			if k == 2 {
-				wantState, _ := readSafetensors(t, distillPath(t, "step", fam, "adam_after_iter2.safetensors.gz"))
-				checkState(t, "AdamW state after iteration 2", state.Moments, wantState, c.gradTol)
-			}
 		}
 	}
 }

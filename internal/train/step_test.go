@@ -137,6 +137,51 @@ func stateParam(name string) string {
 	return strings.TrimPrefix(name, "exp_avg.")
 }
 
+// checkStepIteration checks what a step implementation returned for
+// iteration k of the step fixture fam against the official iteration it: the
+// losses, gradient norm, clip coefficient and logit scales, and the student
+// features, within 1e-5 relative; after iterations 0 and 2 the weights
+// (state reads them), after 2 also the AdamW state. sumLR is the sum of the
+// learning rates so far (the weights' tolerance scales with it).
+func checkStepIteration(t *testing.T, c *stepCase, fam string, k int, it stepIteration, m Metrics, feats map[string]*tensor.Tensor, state func() (*State, error), sumLR float64) {
+	t.Helper()
+	for _, q := range []struct {
+		what      string
+		got, want float64
+	}{
+		{"total_loss", m.Loss, it.Total}, {"soft_img2text_ce", m.SoftI2T, it.SoftI2T},
+		{"soft_text2img_ce", m.SoftT2I, it.SoftT2I}, {"grad_norm_before_clip", m.GradNorm, it.GradNorm},
+		{"clip_coef_clamped", m.ClipCoef, it.ClipCoef}, {"student_logit_scale_used", m.StudentScale, it.StudentScaleUsed},
+		{"teacher_logit_scale_used", m.TeacherScale, it.TeacherScaleUsed},
+	} {
+		if !relClose(q.got, q.want, 1e-5) {
+			t.Errorf("iteration %d: %s = %.9g, want %.9g (relative %.2g)", k, q.what, q.got, q.want, math.Abs(q.got-q.want)/math.Abs(q.want))
+		}
+	}
+	for _, f := range []struct {
+		key string
+		got []float32
+	}{{"student_image_features", m.ImageFeatures}, {"student_text_features", m.TextFeatures}} {
+		want := f32(t, feats[fmt.Sprintf("iter%d.%s", k, f.key)])
+		if r := tensorRel(f.got, want); !(r <= 1e-5) {
+			t.Errorf("iteration %d: %s: %.3g > 1e-5", k, f.key, r)
+		}
+	}
+	if k != 0 && k != 2 {
+		return
+	}
+	st, err := state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := readSafetensors(t, distillPath(t, "step", fam, fmt.Sprintf("student_after_iter%d.safetensors.gz", k)))
+	checkWeights(t, fmt.Sprintf("weights after iteration %d", k), st.Weights, want, sumLR)
+	if k == 2 {
+		wantState, _ := readSafetensors(t, distillPath(t, "step", fam, "adam_after_iter2.safetensors.gz"))
+		checkState(t, "AdamW state after iteration 2", st.Moments, wantState, c.gradTol)
+	}
+}
+
 // checkWeights applies README §5's weight rule to a whole model: L is the
 // sum of the learning rates applied.
 func checkWeights(t *testing.T, what string, got, want map[string]*tensor.Tensor, l float64) {

@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -167,39 +166,7 @@ func TestStepFixturesGraphTeacher(t *testing.T) {
 					t.Fatalf("iteration %d: %v", k, err)
 				}
 				sumLR += lr
-				for _, q := range []struct {
-					what      string
-					got, want float64
-				}{
-					{"total_loss", m.Loss, it.Total}, {"soft_img2text_ce", m.SoftI2T, it.SoftI2T},
-					{"soft_text2img_ce", m.SoftT2I, it.SoftT2I}, {"grad_norm_before_clip", m.GradNorm, it.GradNorm},
-					{"teacher_logit_scale_used", m.TeacherScale, it.TeacherScaleUsed},
-				} {
-					if !relClose(q.got, q.want, 1e-5) {
-						t.Errorf("iteration %d: %s = %.9g, want %.9g", k, q.what, q.got, q.want)
-					}
-				}
-				for _, f := range []struct {
-					key string
-					got []float32
-				}{{"student_image_features", m.ImageFeatures}, {"student_text_features", m.TextFeatures}} {
-					want := f32(t, feats[fmt.Sprintf("iter%d.%s", k, f.key)])
-					if r := tensorRel(f.got, want); !(r <= 1e-5) {
-						t.Errorf("iteration %d: %s: %.3g > 1e-5", k, f.key, r)
-					}
-				}
-				if k == 0 || k == 2 {
-					state, err := s.State()
-					if err != nil {
-						t.Fatal(err)
-					}
-					want, _ := readSafetensors(t, distillPath(t, "step", fam, fmt.Sprintf("student_after_iter%d.safetensors.gz", k)))
-					checkWeights(t, fmt.Sprintf("weights after iteration %d", k), state.Weights, want, sumLR)
-					if k == 2 {
-						wantState, _ := readSafetensors(t, distillPath(t, "step", fam, "adam_after_iter2.safetensors.gz"))
-						checkState(t, "AdamW state after iteration 2", state.Moments, wantState, c.gradTol)
-					}
-				}
+				checkStepIteration(t, c, fam, k, it, m, feats, s.State, sumLR)
 			}
 			// The teacher's tensors are not part of the student's state.
 			state, err := s.State()
