@@ -172,21 +172,7 @@ func (d *DataParallelStep) Run(ctx context.Context, images []float32, tokens [][
 	if len(out) > numOutputs {
 		out = out[:numOutputs] // device 0's; every device computes the same
 	}
-	for name := range s.st.counters {
-		s.st.counters[name]++
-	}
-	if err := s.readMetrics(&m, out); err != nil {
-		return m, err
-	}
-	if s.teacher != nil {
-		m.TeacherScale = float64(tScale)
-	}
-	if m.Skipped {
-		return m, fmt.Errorf("train: step %d: %w (loss %v, gradient norm %v): update skipped", s.count+1, ErrNonFinite, m.Loss, m.GradNorm)
-	}
-	s.count++
-	m.Step = s.count
-	return m, nil
+	return s.afterUpdate(m, out, tScale)
 }
 
 // shardArgs splits the global inputs (images, ids, eot and, with a host

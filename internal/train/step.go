@@ -181,6 +181,14 @@ func (s *Step) Run(ctx context.Context, images []float32, tokens [][]int, lr flo
 	if err != nil {
 		return m, fmt.Errorf("train: step: %w", err)
 	}
+	return s.afterUpdate(m, out, tScale)
+}
+
+// afterUpdate books an executed update step (Run, DataParallelStep.Run):
+// it advances the optimizer counters, reads the metrics from the graph's
+// outputs out, and counts the step, or reports ErrNonFinite when the graph
+// skipped the update.
+func (s *Step) afterUpdate(m Metrics, out []*tensors.Tensor, tScale float32) (Metrics, error) {
 	for name := range s.st.counters {
 		s.st.counters[name]++
 	}
