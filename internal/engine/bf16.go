@@ -169,8 +169,7 @@ func sgemmBlockBF16(ab []uint16, lda int, b *packedB, c []float32, ldc int, i0, 
 	full := (i1 - i0) / mr
 	h := (i1 - i0) - full*mr
 	it := i0 + full*mr
-	nkb := (pairs + kcMaxPairs - 1) / kcMaxPairs
-	kcb := (pairs + nkb - 1) / nkb
+	kcb := kcBlock(pairs, kcMaxPairs, i1-i0, mr)
 	var tile []float32
 	if h > 0 {
 		ts := getScratch(maxTile)

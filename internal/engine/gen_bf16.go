@@ -132,6 +132,11 @@ func kernelW(w *bytes.Buffer, name string, width, nrows int) {
 	for i, b := range enc {
 		fmt.Fprintf(w, "\t// %s\n%s\n", comments[i], byteLine(b))
 	}
+	if step > 64 {
+		w.WriteString("\tPREFETCH_B2\n")
+	} else {
+		w.WriteString("\tPREFETCH_B1\n")
+	}
 	fmt.Fprintf(w, "\tADDQ $4, R9\n\tADDQ $4, R10\n\tADDQ $4, R11\n\tADDQ $4, R12\n\tADDQ $%d, R15\n\tDECQ AX\n\tJNZ  bk%s\n\n", step, lbl)
 	fmt.Fprintf(w, "\tTESTQ $FLAG_LOAD, R13\n\tJNZ   bacc%s\n", lbl)
 	for r := range nrows {
