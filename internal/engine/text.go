@@ -11,6 +11,15 @@ import (
 // together.
 const textBatchTokens = 2048
 
+// serialMACs is the work (multiply-accumulates of the blocks' products)
+// below which a batch of texts runs on one thread: under about a
+// millisecond at one thread, the wake-ups of a parallel loop per product
+// cost more than the second thread saves (measured with
+// BenchmarkEncodeTextViT8M16, one 9-token Text-3M text, 21 M MACs: 0.54 ms
+// on one thread, 0.61 ms split over two). A 9-token Text-19M text (170 M)
+// is still split: 5.3 → 4.1–4.6 ms.
+const serialMACs = 48 << 20
+
 // textTower is the causal text tower (spec §1.1.3).
 type textTower struct {
 	ctxLen, vocab, width, embed int
@@ -76,7 +85,11 @@ func (t *textTower) encode(ctx context.Context, threads int, ids [][]int, out []
 			rows += pool[i1] + 1
 			i1++
 		}
-		if err := t.encodeBatch(ctx, threads, ids[i0:i1], pool[i0:i1], rows, out[i0*t.embed:]); err != nil {
+		th := threads
+		if rows*t.tf.macsPerRow() < serialMACs {
+			th = 1
+		}
+		if err := t.encodeBatch(ctx, th, ids[i0:i1], pool[i0:i1], rows, out[i0*t.embed:]); err != nil {
 			return err
 		}
 		i0 = i1

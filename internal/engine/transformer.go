@@ -62,6 +62,18 @@ func (t *transformer) forward(ctx context.Context, threads int, x []float32, seq
 	return nil
 }
 
+// macsPerRow returns the multiply-accumulates of the blocks' matrix
+// products per row (the attention's score products, which grow with the
+// sequence, left out).
+func (t *transformer) macsPerRow() int {
+	n := 0
+	for _, b := range t.blocks {
+		a := b.heads * t.headDim
+		n += t.width*3*a + a*t.width + 2*t.width*b.mlpWidth
+	}
+	return n
+}
+
 func (t *transformer) gather(xp, x []float32, seqs []seq) {
 	w := t.width
 	for i, s := range seqs {
