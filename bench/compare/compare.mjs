@@ -28,6 +28,10 @@ const only = args.only ? new RegExp(args.only) : null;
 // a call, and on a 2-vCPU machine a spinning thread takes the core the next
 // runtime's second thread needs.
 const settle = +(args.settle ?? 300);
+// --spin US adds rows of ours with tinyclip.SetSpinWait(US µs) (idle threads
+// poll that long before sleeping, as ORT's pool does by default) for the
+// multi-thread rows; 0 (default) measures only the default, sleeping pool.
+const spinUs = +(args.spin ?? 0);
 const pause = () => new Promise((resolve) => setTimeout(resolve, settle));
 const peakFP32 = +(args['peak-fp32'] ?? 111.5); // GMAC/s per thread (design §4.2)
 const peakBF16 = 2 * peakFP32;
@@ -146,8 +150,12 @@ const rows = [];
 for (const t of towers) {
   for (const batch of batches) {
     for (const threads of threadList) {
-      rows.push({ t, batch, threads, prec: 'fp32', ours: [], ort: [], torch: [], tokens: [] });
-      if (t.bf16) rows.push({ t, batch, threads, prec: 'bf16', ours: [], ort: null, torch: null, tokens: [] });
+      rows.push({ t, batch, threads, prec: 'fp32', spin: 0, ours: [], ort: [], torch: [], tokens: [] });
+      if (t.bf16) rows.push({ t, batch, threads, prec: 'bf16', spin: 0, ours: [], ort: null, torch: null, tokens: [] });
+      if (spinUs > 0 && threads > 1) {
+        rows.push({ t, batch, threads, prec: 'fp32', spin: spinUs, ours: [], ort: null, torch: null, tokens: [] });
+        if (t.bf16) rows.push({ t, batch, threads, prec: 'bf16', spin: spinUs, ours: [], ort: null, torch: null, tokens: [] });
+      }
     }
   }
 }
@@ -160,7 +168,7 @@ for (let r = 0; r < rounds; r++) {
     const offset = (r * 97) % classnames.length;
     const dir = path.join(work, 'models', t.model);
     await pause();
-    const o = await ours.ask({ op: 'run', model: dir, tower: t.tower, batch, threads, precision: prec, iters, warmup, offset });
+    const o = await ours.ask({ op: 'run', model: dir, tower: t.tower, batch, threads, precision: prec, iters, warmup, offset, spin_us: row.spin });
     if (o.precision !== prec) throw new Error(`ours ran ${o.precision}, asked ${prec}`);
     row.ours.push(o.ms);
     if (o.tokens) row.tokens.push(o.tokens);
@@ -173,7 +181,7 @@ for (let r = 0; r < rounds; r++) {
 ours.close();
 Object.values(torch).forEach((p) => p.close());
 
-const fp32 = (row) => rows.find((x) => x.t === row.t && x.batch === row.batch && x.threads === row.threads && x.prec === 'fp32');
+const fp32 = (row) => rows.find((x) => x.t === row.t && x.batch === row.batch && x.threads === row.threads && x.prec === 'fp32' && x.spin === 0);
 const f = (v, d = 2) => (v == null ? '—' : v.toFixed(d));
 const lines = [];
 lines.push(`| tower | batch | thr | prec | GMACs/item | ours ms | ORT ms | torch ms | ORT/ours | torch/ours | ours % of peak |`);
@@ -189,14 +197,15 @@ for (const row of rows) {
   const peak = (row.prec === 'bf16' ? peakBF16 : peakFP32) * row.threads;
   const pct = 100 * gmacs / (oursMs / 1000) / peak;
   const name = row.t.tower === 'text' ? `${row.t.name} (${f(tokens, 1)} tok)` : row.t.name;
-  lines.push(`| ${name} | ${row.batch} | ${row.threads} | ${row.prec} | ${f(gmacs, 4)} | ${f(oursMs, oursMs < 1 ? 3 : 2)} | ${f(ortMs, ortMs < 1 ? 3 : 2)} | ${f(torchMs)} | ${f(ortMs / oursMs)} | ${f(torchMs / oursMs)} | ${f(pct, 0)} % |`);
-  out.push({ tower: row.t.name, batch: row.batch, threads: row.threads, precision: row.prec, gmacs, tokens,
+  lines.push(`| ${name} | ${row.batch} | ${row.threads} | ${row.prec}${row.spin ? ` spin ${row.spin} µs` : ''} | ${f(gmacs, 4)} | ${f(oursMs, oursMs < 1 ? 3 : 2)} | ${f(ortMs, ortMs < 1 ? 3 : 2)} | ${f(torchMs)} | ${f(ortMs / oursMs)} | ${f(torchMs / oursMs)} | ${f(pct, 0)} % |`);
+  out.push({ tower: row.t.name, batch: row.batch, threads: row.threads, precision: row.prec, spin_us: row.spin, gmacs, tokens,
     ours_ms: oursMs, ort_ms: ortMs, torch_ms: torchMs, ours_runs: row.ours, ort_runs: ref.ort, torch_runs: ref.torch });
 }
 const header = [
   `date ${started.toISOString()}, host ${os.hostname()}, ${os.cpus().length} × ${os.cpus()[0].model} (family ${args['cpu-family'] ?? '?'}), load average at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
   `ORT onnxruntime-node ${ort.env.versions?.common ?? '1.30.0'} (graphOptimizationLevel all, intra-op threads = thr, inter-op 1); torch ${torchInfo.torch} with ${torchInfo.blas}`,
   `${rounds} alternating rounds (ours, ORT, torch per row), each ${warmup} warm-up + ${iters} timed calls after a ${settle} ms pause; ms per item = median over rounds of per-round medians`,
+  ...(spinUs > 0 ? [`"spin" rows: ours with tinyclip.SetSpinWait(${spinUs} µs) (idle threads poll before sleeping, as ORT's pool does); the other rows use the default, sleeping pool`] : []),
   `texts: "a photo of a {ImageNet class}."; ours on the real tokens (mean shown), ORT and torch on the 77 positions of the exported/official graph; images: random pixels, preprocessing not timed`,
   `% of peak = GMACs/item ÷ ours ms ÷ (${peakFP32} GMAC/s FP32, ${peakBF16} BF16, per thread); bf16 rows compare ours (BF16) with ORT/torch in FP32`,
 ];

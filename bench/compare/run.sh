@@ -4,7 +4,11 @@
 # random weights, alternating runs. Prints the table of design.md §4.5.
 #
 #   bench/compare/run.sh [--rounds 5] [--iters 5] [--warmup 1] [--batch 1,8]
-#                        [--threads 1,2] [--only REGEX] [--json FILE]
+#                        [--threads 1,2] [--only REGEX] [--settle MS] [--spin US]
+#                        [--json FILE]
+#
+# --spin US adds rows of ours with tinyclip.SetSpinWait(US microseconds)
+# for the multi-thread rows (the default rows use the sleeping pool).
 #
 # Needs: go, node + npm (npm registry), /usr/bin/python3 with torch and onnx
 # (Debian python3-torch, python3-onnx), apt-get (for the OpenBLAS package),

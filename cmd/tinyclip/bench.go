@@ -89,6 +89,7 @@ type benchReport struct {
 	LoadMs         float64    `json:"load_ms"`
 	FirstImageMs   float64    `json:"first_image_ms"`
 	Iters          int        `json:"iters"`
+	SpinWaitUs     float64    `json:"spin_wait_us"`
 	Rows           []benchRow `json:"rows"`
 	CosineImageMin *float64   `json:"cosine_vs_fp32_image_min,omitempty"`
 	CosineTextMin  *float64   `json:"cosine_vs_fp32_text_min,omitempty"`
@@ -98,7 +99,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "distill" {
 		return runBenchDistill(ctx, e, args[1:])
 	}
-	fs := newFlagSet(e, "bench", "(--model PATH | --random NAME [--seed N]) [--batch 1,8] [--threads 1,2] [--precision fp32|bf16] [--iters N] [--json]")
+	fs := newFlagSet(e, "bench", "(--model PATH | --random NAME [--seed N]) [--batch 1,8] [--threads 1,2] [--precision fp32|bf16] [--spin 50us] [--iters N] [--json]")
 	model := fs.String("model", "", "model to measure (any form 'tinyclip embed' accepts)")
 	configPath := fs.String("config", "", "config.json for --model (see 'tinyclip embed')")
 	random := fs.String("random", "", "measure random weights of this zoo config name or config.json instead of a model (written to a temporary directory, as 'tinyclip init' does)")
@@ -111,6 +112,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	iters := fs.Int("iters", 10, "timed calls per measurement (the median is reported)")
 	warmup := fs.Int("warmup", 2, "untimed calls before each measurement")
 	asJSON := fs.Bool("json", false, "print a JSON report")
+	spin := fs.Duration("spin", 0, "how long idle engine threads poll for work before sleeping, e.g. 50us (default 0: sleep at once; see tinyclip.SetSpinWait)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -124,11 +126,15 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if *iters < 1 || *warmup < 0 {
 		return usagef("--iters must be at least 1 and --warmup not negative")
 	}
+	if *spin < 0 {
+		return usagef("--spin must not be negative")
+	}
+	defer tinyclip.SetSpinWait(tinyclip.SetSpinWait(*spin))
 	prec, err := tinyclip.ParsePrecision(*precision)
 	if err != nil {
 		return usagef("%v", err)
 	}
-	rep := benchReport{Random: *random != "", Iters: *iters}
+	rep := benchReport{Random: *random != "", Iters: *iters, SpinWaitUs: float64(spin.Microseconds())}
 	path := *model
 	if *random != "" {
 		cfg, arch, err := initArch(*random)
@@ -332,6 +338,9 @@ func printBench(e *env, r *benchReport) {
 	fmt.Fprintf(e.stdout, "start-up   load %.0f ms, first image %.1f ms\n", r.LoadMs, r.FirstImageMs)
 	if r.CosineImageMin != nil {
 		fmt.Fprintf(e.stdout, "cosine     vs fp32: image ≥ %.6f, text ≥ %.6f\n", *r.CosineImageMin, *r.CosineTextMin)
+	}
+	if r.SpinWaitUs > 0 {
+		fmt.Fprintf(e.stdout, "spin wait  %g µs (idle threads poll before sleeping)\n", r.SpinWaitUs)
 	}
 	fmt.Fprintf(e.stdout, "median of %d calls; texts \"a photo of a {ImageNet class}.\"\n\n", r.Iters)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)

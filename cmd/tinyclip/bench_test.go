@@ -14,13 +14,16 @@ func TestBench(t *testing.T) {
 	for _, prec := range []string{"fp32", "bf16"} {
 		t.Run(prec, func(t *testing.T) {
 			out, stderr, code := runCLI(t, "", "bench", "--random", cfg, "--seed", "2", "--batch", "1,3",
-				"--threads", "1,2", "--iters", "1", "--warmup", "0", "--precision", prec, "--json")
+				"--threads", "1,2", "--iters", "1", "--warmup", "0", "--precision", prec, "--spin", "20us", "--json")
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
 			var rep benchReport
 			if err := json.Unmarshal([]byte(out), &rep); err != nil {
 				t.Fatalf("%v: %s", err, out)
+			}
+			if rep.SpinWaitUs != 20 {
+				t.Errorf("spin_wait_us %g, want 20", rep.SpinWaitUs)
 			}
 			if len(rep.Rows) != 4 {
 				t.Fatalf("%d rows, want 4 (2 batches × 2 thread counts)", len(rep.Rows))
@@ -93,6 +96,7 @@ func TestBenchErrors(t *testing.T) {
 		{"bad batch", []string{"bench", "--random", "RN50", "--batch", "0"}, "positive integer"},
 		{"bad precision", []string{"bench", "--random", "RN50", "--precision", "fp8"}, "precision"},
 		{"bad iters", []string{"bench", "--random", "RN50", "--iters", "0"}, "--iters"},
+		{"negative spin", []string{"bench", "--random", "RN50", "--spin", "-5us"}, "--spin"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, stderr, code := runCLI(t, "", c.args...)

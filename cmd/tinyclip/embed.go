@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/tinyclip-go/tinyclip"
 )
@@ -21,6 +22,7 @@ type modelFlags struct {
 	config  *string
 	vocab   *string
 	threads *int
+	spin    *time.Duration
 }
 
 func addModelFlags(fs *flag.FlagSet) modelFlags {
@@ -29,6 +31,7 @@ func addModelFlags(fs *flag.FlagSet) modelFlags {
 		config:  fs.String("config", "", "config.json giving the architecture (needed for checkpoints without one whose head width is not 64)"),
 		vocab:   fs.String("vocab", "", "tokenizer vocabulary file (default: the one next to the model, else built in)"),
 		threads: fs.Int("threads", 0, "goroutines per call (default GOMAXPROCS)"),
+		spin:    fs.Duration("spin", 0, "how long idle engine threads poll for work before sleeping, e.g. 50us (default 0: sleep at once; see tinyclip.SetSpinWait)"),
 	}
 }
 
@@ -56,6 +59,10 @@ func (f modelFlags) load(ctx context.Context, e *env, defaultModel string, extra
 	if *f.threads > 0 {
 		opts = append(opts, tinyclip.WithThreads(*f.threads))
 	}
+	if *f.spin < 0 {
+		return nil, usagef("--spin must not be negative")
+	}
+	tinyclip.SetSpinWait(*f.spin)
 	return tinyclip.Load(ctx, resolved, append(opts, extra...)...)
 }
 

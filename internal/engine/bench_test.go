@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -194,7 +195,12 @@ func randomPixels(n, size int) []float32 {
 	return p
 }
 
+// benchSpin is the tower benchmarks' SetSpinWait (go test -bench … -args
+// -spin 50us).
+var benchSpin = flag.Duration("spin", 0, "SetSpinWait for the tower benchmarks")
+
 func benchImages(b *testing.B, name string, a *config.Arch) {
+	defer SetSpinWait(SetSpinWait(*benchSpin))
 	for _, prec := range precisions() {
 		m := benchModel(b, name, a, prec)
 		for _, n := range []int{1, 8} {
@@ -221,6 +227,7 @@ func BenchmarkEncodeImageResNet19M(b *testing.B) { benchImages(b, "resnet19M", &
 func BenchmarkEncodeImageViT40M32(b *testing.B)  { benchImages(b, "vit40M32", &vit40M32) }
 
 func benchTexts(b *testing.B, name string, a *config.Arch) {
+	defer SetSpinWait(SetSpinWait(*benchSpin))
 	m := benchModel(b, name, a, FP32)
 	for _, tokens := range []int{9, 77} {
 		for _, n := range []int{1, 8} {

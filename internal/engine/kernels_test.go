@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tinyclip-go/tinyclip/internal/tensor"
 )
@@ -143,8 +144,18 @@ func TestParallelFor(t *testing.T) {
 // some nested and some with more threads than helpers can serve, so that
 // offers queue up, are taken after their loop closed, and loops are
 // recycled while helpers still hold them; every task must run exactly once
-// and every loop must return (run it with -race).
+// and every loop must return (run it with -race). It runs with sleeping
+// threads and with polling ones (SetSpinWait).
 func TestParallelForConcurrent(t *testing.T) {
+	for _, spin := range []time.Duration{0, 50 * time.Microsecond} {
+		t.Run(fmt.Sprintf("spin=%v", spin), func(t *testing.T) {
+			defer SetSpinWait(SetSpinWait(spin))
+			testParallelForConcurrent(t)
+		})
+	}
+}
+
+func testParallelForConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan string, 16)
 	for g := range 6 {

@@ -5,10 +5,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The process-wide worker pool. Helper goroutines sleep until a parallel
-// loop offers them work; nothing polls. A loop never waits for a helper that
+// loop offers them work; nothing polls (unless SetSpinWait asks for it). A loop never waits for a helper that
 // has not started: the calling goroutine always works through the tasks
 // itself, a helper joins only while the loop is still open, and the caller
 // waits only for helpers that joined. Nested or concurrent loops therefore
@@ -27,10 +28,49 @@ import (
 var pool struct {
 	mu     sync.Mutex
 	offers []*loop // loops open to one more helper each, oldest first
+	// pending is len(offers), for helpers polling without the lock.
+	pending atomic.Int32
 	// seq changes whenever an offer is added; idle helpers sleep on it.
 	seq      uint32
 	sleepers atomic.Int32
 	started  int
+}
+
+// spinNanos is how long an idle helper polls for the next offer, and a
+// caller for its helpers, before sleeping (SetSpinWait); 0: never.
+var spinNanos atomic.Int64
+
+// SetSpinWait sets how long the engine's idle threads poll for the next
+// parallel loop, and a call for the threads still finishing its loop, before
+// they sleep, for every model of the process. The default, 0, sleeps at
+// once and burns no CPU while idle; a wait of tens of microseconds trades
+// that CPU for latency where one call is split over several threads and
+// waking a sleeping thread is slow (virtual machines: 20–30 µs a wake-up,
+// paid on every parallel loop of a batch-1 encode; docs/performance.md).
+// It returns the previous setting.
+func SetSpinWait(d time.Duration) time.Duration {
+	return time.Duration(spinNanos.Swap(max(int64(d), 0)))
+}
+
+// spinUntil polls done for up to the spin wait and reports whether it
+// became true.
+func spinUntil(done func() bool) bool {
+	d := spinNanos.Load()
+	if d <= 0 {
+		return false
+	}
+	start := time.Now()
+	for {
+		for range 64 {
+			if done() {
+				return true
+			}
+			spinPause()
+		}
+		if time.Since(start).Nanoseconds() >= d {
+			return done()
+		}
+	}
 }
 
 // maxOffers bounds the queue of offers; a loop whose offers do not fit runs
@@ -59,10 +99,14 @@ func helper() {
 			copy(pool.offers, pool.offers[1:])
 			pool.offers[len(pool.offers)-1] = nil
 			pool.offers = pool.offers[:len(pool.offers)-1]
+			pool.pending.Store(int32(len(pool.offers)))
 		}
 		pool.mu.Unlock()
 		if l != nil {
 			l.help()
+			continue
+		}
+		if spinUntil(func() bool { return pool.pending.Load() > 0 }) {
 			continue
 		}
 		// An offer added after the load of seq changed it, so the wait
@@ -80,6 +124,7 @@ func offer(l *loop, n int) {
 	for range n {
 		pool.offers = append(pool.offers, l)
 	}
+	pool.pending.Store(int32(len(pool.offers)))
 	pool.mu.Unlock()
 	if n <= 0 {
 		return
@@ -101,6 +146,7 @@ func withdraw(l *loop) {
 	}
 	clear(pool.offers[len(o):])
 	pool.offers = o
+	pool.pending.Store(int32(len(pool.offers)))
 	pool.mu.Unlock()
 }
 
@@ -187,6 +233,7 @@ func parallelFor(threads, tasks int, fn func(i int)) {
 	withdraw(l)
 	// Every task is claimed; sleep until the helpers still running one
 	// have left.
+	spinUntil(func() bool { return atomic.LoadUint32(&l.active) == 0 })
 	l.waiting.Store(true)
 	for {
 		a := atomic.LoadUint32(&l.active)

@@ -36,6 +36,9 @@ type command struct {
 	Iters     int    `json:"iters"`
 	Warmup    int    `json:"warmup"`
 	Offset    int    `json:"offset"`
+	// SpinUs is tinyclip.SetSpinWait in microseconds for this run (0: the
+	// default, sleep at once).
+	SpinUs int `json:"spin_us"`
 }
 
 type result struct {
@@ -73,6 +76,7 @@ func run(ctx context.Context, c *command) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	defer tinyclip.SetSpinWait(tinyclip.SetSpinWait(time.Duration(c.SpinUs) * time.Microsecond))
 	b := c.Batch
 	const s = 224
 	r := rand.New(rand.NewPCG(1, 1))
