@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/tinyclip-go/tinyclip"
 )
@@ -81,4 +82,14 @@ func ExampleModel_ZeroShot() {
 	fmt.Println(len(logits), "classes")
 	// Output:
 	// 3 classes
+}
+
+// A service that encodes one request at a time on several threads can let
+// the engine's idle threads poll briefly for the next parallel step instead
+// of sleeping at once (process-wide; the default is 0).
+func ExampleSetSpinWait() {
+	prev := tinyclip.SetSpinWait(50 * time.Microsecond)
+	defer tinyclip.SetSpinWait(prev)
+	fmt.Println("previous setting:", prev)
+	// Output: previous setting: 0s
 }
