@@ -8,7 +8,8 @@
 // GEMM micro-kernel (in BF16 pairs for Options.Precision = BF16). A Model is
 // safe for concurrent use; scratch memory comes from size-classed pools and
 // work is split over a process-wide pool of worker goroutines that sleep
-// (on futexes on Linux) when idle: nothing spins or polls.
+// (on futexes on Linux) when idle: nothing spins or polls, unless
+// SetSpinWait asks idle threads to poll briefly first.
 //
 // All matrix products go through one blocked GEMM (sgemm.go) whose
 // micro-kernel is pluggable: a portable pure-Go kernel, and on amd64 an
