@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tinyclip-go/tinyclip/internal/checkpoint/safetensors"
 	"github.com/tinyclip-go/tinyclip/internal/config"
@@ -287,6 +289,38 @@ func TestBatchEqualsSingle(t *testing.T) {
 				if d := relErr(one, texts[i*e:(i+1)*e], e); d > 1e-6 {
 					t.Errorf("text %d: single vs batch relative difference %.3g", i, d)
 				}
+			}
+		})
+	}
+}
+
+// TestSpinWaitSameResults checks that polling threads (SetSpinWait) change
+// only the scheduling: the features of single images and texts split over
+// two threads are bit-identical with and without it.
+func TestSpinWaitSameResults(t *testing.T) {
+	in := loadInputs(t)
+	ctx := context.Background()
+	for _, name := range []string{"vit-p16", "resnet", "auto-pruned"} {
+		t.Run(name, func(t *testing.T) {
+			m := buildFixture(t, name, Options{Threads: 2})
+			px := 3 * m.ImageSize() * m.ImageSize()
+			encode := func() ([]float32, []float32) {
+				img, err := m.EncodeImages(ctx, in.pixels[:px], 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				txt, err := m.EncodeTexts(ctx, in.tokens[:1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				return img, txt
+			}
+			img0, txt0 := encode()
+			prev := SetSpinWait(50 * time.Microsecond)
+			img1, txt1 := encode()
+			SetSpinWait(prev)
+			if !slices.Equal(img0, img1) || !slices.Equal(txt0, txt1) {
+				t.Error("features differ with SetSpinWait(50µs)")
 			}
 		})
 	}
