@@ -75,3 +75,38 @@ func TestFusedAttentionIdentical(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitQueriesIdentical checks that attention split into query blocks
+// per head (a 197-token ViT image with few heads per thread) gives
+// bit-identical features to one task per head.
+func TestSplitQueriesIdentical(t *testing.T) {
+	arch := config.Arch{EmbedDim: 32,
+		Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 224, Embed: 32, PatchSize: 16,
+			Transformer: regular(128, 64, 2, 256, config.GELU)},
+		Text: text(32, regular(64, 64, 1, 128, config.GELU))}
+	ts := randomTensors(&arch, 5)
+	pixels := randomPixels(1, 224)
+	ctx := context.Background()
+	defer func() { splitQueries = true }()
+	for _, kern := range kernels() {
+		for _, prec := range precisions() {
+			m, err := Build(&arch, ts, Options{Threads: 2, Precision: prec, kernel: kern})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got [2][]float32
+			for i, split := range []bool{false, true} {
+				splitQueries = split
+				if got[i], err = m.EncodeImages(ctx, pixels, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for j := range got[0] {
+				if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
+					t.Errorf("%s/%s: value %d: split %v, one task per head %v", kern.name, prec, j, got[1][j], got[0][j])
+					break
+				}
+			}
+		}
+	}
+}
