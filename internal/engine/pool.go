@@ -9,11 +9,11 @@ import (
 )
 
 // The process-wide worker pool. Helper goroutines sleep until a parallel
-// loop offers them work; nothing polls (unless SetSpinWait asks for it). A loop never waits for a helper that
-// has not started: the calling goroutine always works through the tasks
-// itself, a helper joins only while the loop is still open, and the caller
-// waits only for helpers that joined. Nested or concurrent loops therefore
-// cannot deadlock.
+// loop offers them work; nothing polls (unless SetSpinWait asks for it). A
+// loop never waits for a helper that has not started: the calling goroutine
+// always works through the tasks itself, a helper joins only while the loop
+// is still open, and the caller waits only for helpers that joined. Nested
+// or concurrent loops therefore cannot deadlock.
 //
 // Sleeping and waking use wait words (pool_wait_linux.go: futexes, so that a
 // sleeping helper is one blocked thread that the kernel wakes directly):
