@@ -212,19 +212,7 @@ stages:
   - {name: a, lr: 0.0002}
   - {name: b, steps: 7}
 `), 0o644)
-	stdout, stderr, code := runCLI(t, "", "distill", "--config", recipe, "--steps", "9", "--batch", "16", "--print")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	docs := strings.Split(stdout, "---\n")
-	if len(docs) != 2 {
-		t.Fatalf("%d documents: %s", len(docs), stdout)
-	}
-	for i, d := range docs {
-		r, err := train.ParseRecipe(strings.NewReader(d))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, r := range printedStages(t, 2, "--config", recipe, "--steps", "9", "--batch", "16") {
 		wantLR := []float64{0.0002, 0.0001}[i]
 		if r.Steps != 9 || r.Batch != 16 || r.LR != wantLR || r.Teacher != "big" {
 			t.Errorf("stage %d: %+v", i, r)
@@ -254,7 +242,7 @@ stages:
 	}
 
 	// Without GOEXPERIMENT=simd the command refuses unless --allow-slow.
-	_, stderr, code = runCLI(t, "", "distill", "--student", "TinyCLIP-ViT-8M-16-Text-3M", "--steps", "0", "--out", filepath.Join(dir, "z"))
+	_, stderr, code := runCLI(t, "", "distill", "--student", "TinyCLIP-ViT-8M-16-Text-3M", "--steps", "0", "--out", filepath.Join(dir, "z"))
 	if train.SIMD {
 		if code != 0 {
 			t.Errorf("simd build: exit %d: %s", code, stderr)
@@ -335,19 +323,7 @@ stages:
   - {name: s75, target_sparsity: 0.25, prune_step: 30}
   - {name: s50, start_sparsity: 0.25, target_sparsity: 0.5, prune_step: 50}
 `), 0o644)
-	stdout, stderr, code = runCLI(t, "", "distill", "--config", recipe, "--sparsity-warmup", "7", "--lambda-lr", "-0.5", "--print")
-	if code != 0 {
-		t.Fatalf("--print: exit %d: %s", code, stderr)
-	}
-	docs := strings.Split(stdout, "---\n")
-	if len(docs) != 2 {
-		t.Fatalf("%d documents: %s", len(docs), stdout)
-	}
-	for i, d := range docs {
-		r, err := train.ParseRecipe(strings.NewReader(d))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, r := range printedStages(t, 2, "--config", recipe, "--sparsity-warmup", "7", "--lambda-lr", "-0.5") {
 		if r.Inherit != "auto" || r.SparsityWarmup != 7 || r.LambdaLR != -0.5 || r.L0LR != 0.02 ||
 			r.PruneStep != []int{30, 50}[i] || r.TargetSparsity != []float64{0.25, 0.5}[i] {
 			t.Errorf("stage %d: %+v", i+1, r)
@@ -381,4 +357,28 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// printedStages runs "tinyclip distill ARGS --print" and returns the stage
+// recipes it prints (YAML documents separated by "---"), failing unless
+// there are want of them.
+func printedStages(t *testing.T, want int, args ...string) []*train.Recipe {
+	t.Helper()
+	stdout, stderr, code := runCLI(t, "", append(append([]string{"distill"}, args...), "--print")...)
+	if code != 0 {
+		t.Fatalf("distill %v --print: exit %d: %s", args, code, stderr)
+	}
+	docs := strings.Split(stdout, "---\n")
+	if len(docs) != want {
+		t.Fatalf("%d documents, want %d: %s", len(docs), want, stdout)
+	}
+	stages := make([]*train.Recipe, len(docs))
+	for i, d := range docs {
+		r, err := train.ParseRecipe(strings.NewReader(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stages[i] = r
+	}
+	return stages
 }
