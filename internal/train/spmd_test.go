@@ -67,11 +67,7 @@ func TestDataParallelSPMD(t *testing.T) {
 func testDataParallelFixture(t *testing.T, fam string, devices int, mode dpMode, graphTeacher bool) {
 	ctx := context.Background()
 	c, _ := loadStepCase(t, fam)
-	var res struct {
-		Iterations []stepIteration `json:"iterations"`
-	}
-	readJSON(t, distillPath(t, "step", fam, "result.json"), &res)
-	feats, _ := readSafetensors(t, distillPath(t, "step", fam, "features.safetensors"))
+	iters, feats := c.expected(t)
 	st, err := NewStudent(c.arch, c.initial)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +93,7 @@ func testDataParallelFixture(t *testing.T, fam string, devices int, mode dpMode,
 		t.Fatalf("teacher in the graph: %v, want %v", d.s.fused != nil, graphTeacher)
 	}
 	sumLR := 0.0
-	for k, it := range res.Iterations {
+	for k, it := range iters {
 		lr := CosineLR(c.base, c.warmup, c.total, k)
 		m, err := d.Run(ctx, c.images, c.tokens, lr)
 		if err != nil {

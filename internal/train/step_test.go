@@ -88,6 +88,18 @@ func loadStepCase(t testing.TB, fam string) (*stepCase, stepHyper) {
 	return c, hp
 }
 
+// expected returns the official loop's iterations (result.json) and
+// student features (features.safetensors) of the case.
+func (c *stepCase) expected(t testing.TB) ([]stepIteration, map[string]*tensor.Tensor) {
+	t.Helper()
+	var res struct {
+		Iterations []stepIteration `json:"iterations"`
+	}
+	readJSON(t, distillPath(t, "step", c.fam, "result.json"), &res)
+	feats, _ := readSafetensors(t, distillPath(t, "step", c.fam, "features.safetensors"))
+	return res.Iterations, feats
+}
+
 // newFixtureStep builds a fresh student and step of the case with the
 // hyper-parameters of hyperparams.json.
 func (c *stepCase) newStep(t testing.TB, hp stepHyper) *Step {
@@ -305,11 +317,7 @@ func TestStepFixtures(t *testing.T) {
 func testStepFixture(t *testing.T, fam string) {
 	ctx := context.Background()
 	c, hp := loadStepCase(t, fam)
-	var res struct {
-		Iterations []stepIteration `json:"iterations"`
-	}
-	readJSON(t, distillPath(t, "step", fam, "result.json"), &res)
-	feats, _ := readSafetensors(t, distillPath(t, "step", fam, "features.safetensors"))
+	iters, feats := c.expected(t)
 	s := c.newStep(t, hp)
 
 	// Iteration-0 gradients, before clipping.
@@ -318,8 +326,8 @@ func testStepFixture(t *testing.T, fam string) {
 		t.Fatal(err)
 	}
 	wantGrads, _ := readSafetensors(t, distillPath(t, "step", fam, "grads_iter0_before_clip.safetensors.gz"))
-	if !relClose(gm.Loss, res.Iterations[0].Total, 1e-5) {
-		t.Errorf("gradient pass loss %.9g, want %.9g", gm.Loss, res.Iterations[0].Total)
+	if !relClose(gm.Loss, iters[0].Total, 1e-5) {
+		t.Errorf("gradient pass loss %.9g, want %.9g", gm.Loss, iters[0].Total)
 	}
 	worstGrad := 0.0
 	for name, w := range wantGrads {
@@ -353,7 +361,7 @@ func testStepFixture(t *testing.T, fam string) {
 	t.Logf("iteration-0 gradients: worst tensor %.3g (bound %g)", worstGrad, c.gradTol)
 
 	sumLR := 0.0
-	for k, it := range res.Iterations {
+	for k, it := range iters {
 		lr := CosineLR(c.base, c.warmup, c.total, k)
 		if lr != c.wantLRs[k] || lr != it.LR {
 			t.Errorf("iteration %d: lr %v, fixture %v / %v", k, lr, c.wantLRs[k], it.LR)

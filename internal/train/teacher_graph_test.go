@@ -137,11 +137,7 @@ func TestStepFixturesGraphTeacher(t *testing.T) {
 	for _, fam := range []string{"vit", "rn"} {
 		t.Run(fam, func(t *testing.T) {
 			c, _ := loadStepCase(t, fam)
-			var res struct {
-				Iterations []stepIteration `json:"iterations"`
-			}
-			readJSON(t, distillPath(t, "step", fam, "result.json"), &res)
-			feats, _ := readSafetensors(t, distillPath(t, "step", fam, "features.safetensors"))
+			iters, feats := c.expected(t)
 			st, err := NewStudent(c.arch, c.initial)
 			if err != nil {
 				t.Fatal(err)
@@ -159,7 +155,7 @@ func TestStepFixturesGraphTeacher(t *testing.T) {
 				t.Fatal("the graph teacher was not built into the step")
 			}
 			sumLR := 0.0
-			for k, it := range res.Iterations {
+			for k, it := range iters {
 				lr := CosineLR(c.base, c.warmup, c.total, k)
 				m, err := s.Run(ctx, c.images, c.tokens, lr)
 				if err != nil {
