@@ -17,32 +17,7 @@ import (
 // metrics' GradNorm and ClipCoef are NaN. It serves to time the forward
 // pass apart from the backward pass and the update.
 func (s *Step) Loss(ctx context.Context, images []float32, tokens [][]int) (Metrics, error) {
-	m := Metrics{Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
-	in, tScale, err := s.inputs(ctx, images, tokens)
-	if err != nil {
-		return m, err
-	}
-	in = append(in, s.stepScalars(0, tScale))
-	if s.lossExec == nil {
-		e, err := model.NewExec(s.st.backend, s.st.store, func(scope *model.Scope, in []*Node) []*Node {
-			return s.lossGraph(scope, in)
-		})
-		if err != nil {
-			return m, fmt.Errorf("train: loss: %w", err)
-		}
-		s.lossExec = e
-	}
-	out, err := s.lossExec.Call(anys(in)...)
-	if err != nil {
-		return m, fmt.Errorf("train: loss: %w", err)
-	}
-	if err := s.readMetrics(&m, out); err != nil {
-		return m, err
-	}
-	if s.teacher != nil {
-		m.TeacherScale = float64(tScale)
-	}
-	return m, nil
+	return s.evaluate(ctx, images, tokens, &s.lossExec, "loss", s.lossGraph)
 }
 
 // Backward evaluates the loss and the gradients on a batch, without
@@ -53,24 +28,31 @@ func (s *Step) Loss(ctx context.Context, images []float32, tokens [][]int) (Metr
 // optimizer's (Gradients, which copies every gradient to the host, would
 // count the copies instead). It serves to time the backward pass.
 func (s *Step) Backward(ctx context.Context, images []float32, tokens [][]int) (Metrics, error) {
+	return s.evaluate(ctx, images, tokens, &s.backExec, "backward", func(scope *model.Scope, in []*Node) []*Node {
+		return s.graph(scope, in, false)[:numOutputs]
+	})
+}
+
+// evaluate runs the graph that build makes (compiled into *exec on first
+// use) on a batch at learning rate 0 and reads its metrics: Loss and
+// Backward, which change nothing. what names the pass in errors.
+func (s *Step) evaluate(ctx context.Context, images []float32, tokens [][]int, exec **model.Exec, what string, build func(*model.Scope, []*Node) []*Node) (Metrics, error) {
 	m := Metrics{Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
 	in, tScale, err := s.inputs(ctx, images, tokens)
 	if err != nil {
 		return m, err
 	}
 	in = append(in, s.stepScalars(0, tScale))
-	if s.backExec == nil {
-		e, err := model.NewExec(s.st.backend, s.st.store, func(scope *model.Scope, in []*Node) []*Node {
-			return s.graph(scope, in, false)[:numOutputs]
-		})
+	if *exec == nil {
+		e, err := model.NewExec(s.st.backend, s.st.store, build)
 		if err != nil {
-			return m, fmt.Errorf("train: backward: %w", err)
+			return m, fmt.Errorf("train: %s: %w", what, err)
 		}
-		s.backExec = e
+		*exec = e
 	}
-	out, err := s.backExec.Call(anys(in)...)
+	out, err := (*exec).Call(anys(in)...)
 	if err != nil {
-		return m, fmt.Errorf("train: backward: %w", err)
+		return m, fmt.Errorf("train: %s: %w", what, err)
 	}
 	if err := s.readMetrics(&m, out); err != nil {
 		return m, err
