@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -234,9 +233,7 @@ func runDistill(ctx context.Context, e *env, args []string) error {
 		for i, r := range results {
 			list[i] = out{r.Steps, r.Resumed, r.Final, r.FinalHF, r.Last.Loss, r.SkippedSamples, r.Eval}
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return e.printJSON(list)
 	}
 	for _, r := range results {
 		fmt.Fprintf(e.stdout, "steps: %d", r.Steps)

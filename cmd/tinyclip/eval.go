@@ -395,9 +395,7 @@ func runZeroShot(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return e.printJSON(rep)
 	}
 	return printZeroShot(e.stdout, rep)
 }
@@ -611,9 +609,7 @@ func runRetrieval(ctx context.Context, e *env, args []string) error {
 		rep.TextsPerSecond = float64(len(captions)) / txtSeconds
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return e.printJSON(rep)
 	}
 	w := e.stdout
 	for _, d := range []struct {

@@ -88,9 +88,7 @@ func runModels(ctx context.Context, e *env, args []string) error {
 			}
 			out = append(out, en)
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return e.printJSON(out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "model\tinherit\timage params\ttext params*\ttotal params\tGMACs image+text\tIN-1K top-1\tREADME GMACs\t")
