@@ -93,8 +93,8 @@ func (a *AccumStep) TrainStep(ctx context.Context, _ int, images []float32, toke
 func (a *AccumStep) Run(ctx context.Context, images []float32, tokens [][]int, lr float64) (Metrics, error) {
 	s := a.s
 	m := Metrics{LR: lr, Step: s.count, TeacherScale: math.NaN()}
-	if !(lr >= 0) || math.IsInf(lr, 0) {
-		return m, fmt.Errorf("train: learning rate %v", lr)
+	if err := checkLR(lr); err != nil {
+		return m, err
 	}
 	b := a.BatchSize()
 	sz := s.st.arch.Vision.ImageSize

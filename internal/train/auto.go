@@ -345,8 +345,8 @@ const (
 func (a *AutoStep) Run(ctx context.Context, images []float32, tokens [][]int, step int64, lr float64) (AutoMetrics, error) {
 	m := a.newMetrics(step)
 	m.LR = lr
-	if !(lr >= 0) || math.IsInf(lr, 0) {
-		return m, fmt.Errorf("train: learning rate %v", lr)
+	if err := checkLR(lr); err != nil {
+		return m, err
 	}
 	if step < 0 || step >= int64(a.cfg.PruneStep) {
 		return m, fmt.Errorf("train: auto step at global step %d: masked steps run before the prune step %d (fuse the gates with AutoStudent.Prune at it)", step, a.cfg.PruneStep)

@@ -130,9 +130,9 @@ func (d *DataParallelStep) Model() (*config.Arch, map[string]*tensor.Tensor, err
 // global batch; the features are the gathered ones [B, E].
 func (d *DataParallelStep) Run(ctx context.Context, images []float32, tokens [][]int, lr float64) (Metrics, error) {
 	s := d.s
-	m := Metrics{LR: lr, Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
-	if !(lr >= 0) || math.IsInf(lr, 0) {
-		return m, fmt.Errorf("train: learning rate %v", lr)
+	m := s.emptyMetrics(lr)
+	if err := checkLR(lr); err != nil {
+		return m, err
 	}
 	in, tScale, err := s.inputs(ctx, images, tokens)
 	if err != nil {

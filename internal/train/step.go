@@ -156,9 +156,9 @@ const (
 // learning rate lr. A non-finite loss or gradient norm returns the metrics
 // and an error wrapping ErrNonFinite (the update was skipped).
 func (s *Step) Run(ctx context.Context, images []float32, tokens [][]int, lr float64) (Metrics, error) {
-	m := Metrics{LR: lr, Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
-	if !(lr >= 0) || math.IsInf(lr, 0) {
-		return m, fmt.Errorf("train: learning rate %v", lr)
+	m := s.emptyMetrics(lr)
+	if err := checkLR(lr); err != nil {
+		return m, err
 	}
 	in, tScale, err := s.inputs(ctx, images, tokens)
 	if err != nil {
@@ -182,6 +182,20 @@ func (s *Step) Run(ctx context.Context, images []float32, tokens [][]int, lr flo
 		return m, fmt.Errorf("train: step: %w", err)
 	}
 	return s.afterUpdate(m, out, tScale)
+}
+
+// emptyMetrics returns the metrics of the coming step at learning rate lr
+// before it has run: loss terms and teacher scale NaN.
+func (s *Step) emptyMetrics(lr float64) Metrics {
+	return Metrics{LR: lr, Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
+}
+
+// checkLR rejects a learning rate no step can use (negative, infinite, NaN).
+func checkLR(lr float64) error {
+	if !(lr >= 0) || math.IsInf(lr, 0) {
+		return fmt.Errorf("train: learning rate %v", lr)
+	}
+	return nil
 }
 
 // afterUpdate books an executed update step (Run, DataParallelStep.Run):
@@ -212,7 +226,7 @@ func (s *Step) afterUpdate(m Metrics, out []*tensors.Tensor, tScale float32) (Me
 // running statistics. Names are open_clip names; tensors that do not
 // influence the loss (e.g. the ln_2 of a zero-width MLP) are left out.
 func (s *Step) Gradients(ctx context.Context, images []float32, tokens [][]int) (map[string]*tensor.Tensor, Metrics, error) {
-	m := Metrics{Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
+	m := s.emptyMetrics(0)
 	in, tScale, err := s.inputs(ctx, images, tokens)
 	if err != nil {
 		return nil, m, err

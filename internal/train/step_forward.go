@@ -37,7 +37,7 @@ func (s *Step) Backward(ctx context.Context, images []float32, tokens [][]int) (
 // use) on a batch at learning rate 0 and reads its metrics: Loss and
 // Backward, which change nothing. what names the pass in errors.
 func (s *Step) evaluate(ctx context.Context, images []float32, tokens [][]int, exec **model.Exec, what string, build func(*model.Scope, []*Node) []*Node) (Metrics, error) {
-	m := Metrics{Step: s.count, SoftI2T: math.NaN(), SoftT2I: math.NaN(), Hard: math.NaN(), TeacherScale: math.NaN()}
+	m := s.emptyMetrics(0)
 	in, tScale, err := s.inputs(ctx, images, tokens)
 	if err != nil {
 		return m, err
