@@ -373,15 +373,7 @@ func testAutoStepFixture(t *testing.T, name string) {
 		if m.Step != int64(k+1) || m.GlobalStep != step || m.LR != lr {
 			t.Errorf("iteration %d: metrics step %d, global step %d, lr %v", k, m.Step, m.GlobalStep, m.LR)
 		}
-		for _, f := range []struct {
-			key string
-			got []float32
-		}{{"student_image_features", m.ImageFeatures}, {"student_text_features", m.TextFeatures}} {
-			want := f32(t, feats[fmt.Sprintf("iter%d.%s", k, f.key)])
-			if r := tensorRel(f.got, want); !(r <= 1e-5) {
-				t.Errorf("iteration %d: %s: max|go-ref|/max|ref| = %.3g > 1e-5", k, f.key, r)
-			}
-		}
+		checkFeatures(t, k, feats, studentFeatures(m.ImageFeatures, m.TextFeatures)...)
 		// Weights, log-alphas and multipliers after the iteration.
 		st, err := s.State()
 		if err != nil {

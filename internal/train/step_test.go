@@ -88,6 +88,30 @@ func loadStepCase(t testing.TB, fam string) (*stepCase, stepHyper) {
 	return c, hp
 }
 
+// namedFeatures are features to compare with the fixture entry
+// iter<k>.<key> of features.safetensors.
+type namedFeatures struct {
+	key string
+	got []float32
+}
+
+// studentFeatures names a step's student image and text features.
+func studentFeatures(img, txt []float32) []namedFeatures {
+	return []namedFeatures{{"student_image_features", img}, {"student_text_features", txt}}
+}
+
+// checkFeatures compares features of iteration k with the fixture's, within
+// 1e-5 relative to the largest reference value.
+func checkFeatures(t *testing.T, k int, feats map[string]*tensor.Tensor, fs ...namedFeatures) {
+	t.Helper()
+	for _, f := range fs {
+		want := f32(t, feats[fmt.Sprintf("iter%d.%s", k, f.key)])
+		if r := tensorRel(f.got, want); !(r <= 1e-5) {
+			t.Errorf("iteration %d: %s: max|go-ref|/max|ref| = %.3g > 1e-5", k, f.key, r)
+		}
+	}
+}
+
 // expected returns the official loop's iterations (result.json) and
 // student features (features.safetensors) of the case.
 func (c *stepCase) expected(t testing.TB) ([]stepIteration, map[string]*tensor.Tensor) {
@@ -170,15 +194,7 @@ func checkStepIteration(t *testing.T, c *stepCase, fam string, k int, it stepIte
 			t.Errorf("iteration %d: %s = %.9g, want %.9g (relative %.2g)", k, q.what, q.got, q.want, math.Abs(q.got-q.want)/math.Abs(q.want))
 		}
 	}
-	for _, f := range []struct {
-		key string
-		got []float32
-	}{{"student_image_features", m.ImageFeatures}, {"student_text_features", m.TextFeatures}} {
-		want := f32(t, feats[fmt.Sprintf("iter%d.%s", k, f.key)])
-		if r := tensorRel(f.got, want); !(r <= 1e-5) {
-			t.Errorf("iteration %d: %s: %.3g > 1e-5", k, f.key, r)
-		}
-	}
+	checkFeatures(t, k, feats, studentFeatures(m.ImageFeatures, m.TextFeatures)...)
 	if k != 0 && k != 2 {
 		return
 	}
@@ -396,18 +412,8 @@ func testStepFixture(t *testing.T, fam string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range []struct {
-			key string
-			got []float32
-		}{
-			{"student_image_features", m.ImageFeatures}, {"student_text_features", m.TextFeatures},
-			{"teacher_image_features", ti}, {"teacher_text_features", tt},
-		} {
-			want := f32(t, feats[fmt.Sprintf("iter%d.%s", k, f.key)])
-			if r := tensorRel(f.got, want); !(r <= 1e-5) {
-				t.Errorf("iteration %d: %s: max|go-ref|/max|ref| = %.3g > 1e-5", k, f.key, r)
-			}
-		}
+		checkFeatures(t, k, feats, append(studentFeatures(m.ImageFeatures, m.TextFeatures),
+			namedFeatures{"teacher_image_features", ti}, namedFeatures{"teacher_text_features", tt})...)
 		if k == 0 || k == 2 {
 			st, err := s.State()
 			if err != nil {
