@@ -357,31 +357,38 @@ const (
 	numOutputs
 )
 
-// graph builds the step (update true) or the gradient evaluation.
-func (s *Step) graph(scope *model.Scope, in []*Node, update bool) []*Node {
+// forwardLoss builds the student's forward pass on the batch inputs in
+// (BatchNorm in mode) and the loss: the normalised image and text
+// features, the student's logit scale, and the loss terms (the affinity
+// loss against the teacher, or the CLIP loss without one). graph and
+// lossGraph share it.
+func (s *Step) forwardLoss(scope *model.Scope, in []*Node, mode bnMode) (img, txt, studentS *Node, lt lossTerms) {
 	g := in[0].Graph()
-	setPrecision(g, s.hyper.Precision)
 	arch := &s.st.arch
 	h := &s.hyper
-	mode := bnBatch
-	if update {
-		mode = bnTrain
-	}
-	images, ids, eot := in[0], in[1], in[2]
-	sc := in[len(in)-1]
-	scalar := func(i int) *Node { return Reshape(Slice(sc, AxisElem(i)), []int{}...) }
-	img := l2Normalize(encodeImage(scope.At("visual"), &arch.Vision, images, mode))
-	txt := l2Normalize(encodeText(scope, &arch.Text, ids, eot))
-	thetaVar := scope.VariableWithShape("logit_scale", shapes.Make(dtype))
-	studentS := Exp(thetaVar.NodeValue(g))
-	var lt lossTerms
+	img = l2Normalize(encodeImage(scope.At("visual"), &arch.Vision, in[0], mode))
+	txt = l2Normalize(encodeText(scope, &arch.Text, in[1], in[2]))
+	studentS = Exp(scope.VariableWithShape("logit_scale", shapes.Make(dtype)).NodeValue(g))
 	if s.teacher != nil {
 		ti, tt := s.teacherNodes(scope, in)
-		lt = affinityLoss(img, txt, ti, tt, studentS, scalar(inTeacherS), h.Alpha, h.Weight)
+		tScale := Reshape(Slice(in[len(in)-1], AxisElem(inTeacherS)), []int{}...)
+		lt = affinityLoss(img, txt, ti, tt, studentS, tScale, h.Alpha, h.Weight)
 	} else {
 		lt.hard = clipLoss(img, txt, studentS)
 		lt.total = lt.hard
 	}
+	return img, txt, studentS, lt
+}
+
+// graph builds the step (update true) or the gradient evaluation.
+func (s *Step) graph(scope *model.Scope, in []*Node, update bool) []*Node {
+	g := in[0].Graph()
+	setPrecision(g, s.hyper.Precision)
+	mode := bnBatch
+	if update {
+		mode = bnTrain
+	}
+	img, txt, studentS, lt := s.forwardLoss(scope, in, mode)
 
 	used := s.usedParams()
 	nodes := make([]*Node, len(used))
@@ -403,7 +410,7 @@ func (s *Step) graph(scope *model.Scope, in []*Node, update bool) []*Node {
 	if !update {
 		return append(outs, grads...)
 	}
-	s.update(scope, used, grads, coef, finite, sc)
+	s.update(scope, used, grads, coef, finite, in[len(in)-1])
 	return outs
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // GoMLX graph-building style
 	"github.com/gomlx/gomlx/ml/model"
 )
@@ -68,21 +67,7 @@ func (s *Step) evaluate(ctx context.Context, images []float32, tokens [][]int, e
 func (s *Step) lossGraph(scope *model.Scope, in []*Node) []*Node {
 	g := in[0].Graph()
 	setPrecision(g, s.hyper.Precision)
-	arch := &s.st.arch
-	h := &s.hyper
-	sc := in[len(in)-1]
-	scalar := func(i int) *Node { return Reshape(Slice(sc, AxisElem(i)), []int{}...) }
-	img := l2Normalize(encodeImage(scope.At("visual"), &arch.Vision, in[0], bnBatch))
-	txt := l2Normalize(encodeText(scope, &arch.Text, in[1], in[2]))
-	studentS := Exp(scope.VariableWithShape("logit_scale", shapes.Make(dtype)).NodeValue(g))
-	var lt lossTerms
-	if s.teacher != nil {
-		ti, tt := s.teacherNodes(scope, in)
-		lt = affinityLoss(img, txt, ti, tt, studentS, scalar(inTeacherS), h.Alpha, h.Weight)
-	} else {
-		lt.hard = clipLoss(img, txt, studentS)
-		lt.total = lt.hard
-	}
+	img, txt, studentS, lt := s.forwardLoss(scope, in, bnBatch)
 	nan := Scalar(g, dtype, math.NaN())
 	orNaN := func(x *Node) *Node {
 		if x == nil {
