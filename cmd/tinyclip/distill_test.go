@@ -165,16 +165,7 @@ func TestDistillCommand(t *testing.T) {
 		}
 	}
 	for _, model := range []string{res[0].Final, res[0].FinalHF} {
-		eout, estderr, code := runCLI(t, "", "embed", "--model", model, "--text", "a red circle.")
-		if code != 0 {
-			t.Fatalf("embed %s: exit %d: %s", model, code, estderr)
-		}
-		var line struct {
-			Embedding []float32 `json:"embedding"`
-		}
-		if err := json.NewDecoder(strings.NewReader(eout)).Decode(&line); err != nil || len(line.Embedding) != 32 {
-			t.Errorf("embed %s: %v, %q", model, err, eout)
-		}
+		checkEmbeds(t, model, 32)
 	}
 
 	// A second run into the same directory needs --resume.
@@ -298,16 +289,7 @@ func TestDistillAuto(t *testing.T) {
 		t.Fatalf("prune of the masked checkpoint: exit %d: %s", code, stderr)
 	}
 	for _, model := range []string{res[0].Final, pruned} {
-		eout, estderr, code := runCLI(t, "", "embed", "--model", model, "--text", "a red circle.")
-		if code != 0 {
-			t.Fatalf("embed %s: exit %d: %s", model, code, estderr)
-		}
-		var line struct {
-			Embedding []float32 `json:"embedding"`
-		}
-		if err := json.NewDecoder(strings.NewReader(eout)).Decode(&line); err != nil || len(line.Embedding) != 32 {
-			t.Errorf("embed %s: %v, %q", model, err, eout)
-		}
+		checkEmbeds(t, model, 32)
 	}
 
 	// Flags override the auto keys of every stage.
@@ -381,4 +363,20 @@ func printedStages(t *testing.T, want int, args ...string) []*train.Recipe {
 		stages[i] = r
 	}
 	return stages
+}
+
+// checkEmbeds runs "tinyclip embed --model MODEL --text ..." and checks that
+// it prints an embedding of dim values.
+func checkEmbeds(t *testing.T, model string, dim int) {
+	t.Helper()
+	out, stderr, code := runCLI(t, "", "embed", "--model", model, "--text", "a red circle.")
+	if code != 0 {
+		t.Fatalf("embed %s: exit %d: %s", model, code, stderr)
+	}
+	var line struct {
+		Embedding []float32 `json:"embedding"`
+	}
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&line); err != nil || len(line.Embedding) != dim {
+		t.Errorf("embed %s: %v, %q", model, err, out)
+	}
 }
