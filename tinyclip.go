@@ -79,8 +79,8 @@ func WithThreads(n int) Option { return func(o *options) { o.threads = n } }
 // costs tens of microseconds on virtual machines. A wait of about 50µs
 // trades some CPU after each call for that latency (measured on a 2-vCPU
 // VM: one TinyCLIP-ViT-40M/32 image at two threads 23–26 → 22 ms, a
-// Text-19M prompt 4.5 → 3.3 ms; docs/performance.md). ONNX Runtime polls
-// by default in the same way.
+// Text-19M prompt 3.9–4.6 → 3.3 ms; docs/performance.md). ONNX Runtime
+// polls by default in the same way.
 func SetSpinWait(d time.Duration) time.Duration { return engine.SetSpinWait(d) }
 
 // WithConfig takes the architecture from a config.json (official TinyCLIP

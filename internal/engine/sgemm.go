@@ -27,9 +27,9 @@ func serialRows(m, mr int) int {
 // product of one strip (rows ≤ mr: a text, a batch-1 pooled row) is not cut:
 // nothing reuses a B block from L1 there, and reading each panel whole
 // makes B one sequential stream, which the hardware and the kernels'
-// prefetches keep ahead of (measured with BenchmarkEncodeTextResNet19M, a
-// 9-token Text-19M text whose weights stream from DRAM: 7.2 → 6.4–6.7 ms
-// at one thread).
+// prefetches keep ahead of (with them, a 9-token Text-19M text, whose
+// weights stream from DRAM: 6.1–7.3 → 5.3–5.4 ms at one thread;
+// docs/performance.md, "Session 3").
 func kcBlock(k, kmax, rows, mr int) int {
 	if rows <= mr {
 		return k
