@@ -23,7 +23,7 @@
 // cache lines for a 128- or 96-byte k step, one for a 64- or 32-byte one)
 // into L2. A product of a few rows (a text, a batch-1 pooled row) streams B
 // from DRAM, where the hardware prefetcher alone stays too close (measured
-// with BenchmarkEncodeTextResNet19M, a 9-token Text-19M text: 6.4–6.7 →
+// with BenchmarkEncodeTextResNet19M, a 9-token Text-19M text: 6.4–7.0 →
 // 5.2–5.8 ms at one thread; 4 KiB ahead beat 1, 2 and 8 KiB, and L2 beat
 // L1 as the target); where B is reused from cache, the prefetch hits and
 // costs a load slot (ViT image towers: no slower, ViT-40M/32 5 % faster).
