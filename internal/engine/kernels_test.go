@@ -601,3 +601,141 @@ func TestKernelSelection(t *testing.T) {
 		t.Errorf("default kernel %s, want %s", defaultKernel().name, ks[0].name)
 	}
 }
+
+// TestVectorOps checks dot, addTo and axpy (the AVX-512 routines where the
+// CPU has them) against float64 sums, on lengths around the routines'
+// unrolling (64, 16) and masked tails, at unaligned offsets.
+func TestVectorOps(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	for _, n := range []int{0, 1, 5, 15, 16, 17, 31, 63, 64, 65, 100, 130, 1408} {
+		for _, off := range []int{0, 3} {
+			x := randSlice(r, n+off)[off:]
+			y := randSlice(r, n+off)[off:]
+			const a = -0.75
+			var dotWant float64
+			add := make([]float64, n)
+			ax := make([]float64, n)
+			for i := range n {
+				dotWant += float64(x[i]) * float64(y[i])
+				add[i] = float64(y[i]) + float64(x[i])
+				ax[i] = float64(y[i]) + a*float64(x[i])
+			}
+			if d := math.Abs(float64(dot(x, y)) - dotWant); d > 1e-5*math.Max(1, math.Sqrt(float64(n))) {
+				t.Errorf("n %d off %d: dot = %v, want %v", n, off, dot(x, y), dotWant)
+			}
+			got := append([]float32(nil), y...)
+			addTo(got, x)
+			if d := maxRelDiff(got, add); d > 1e-6 {
+				t.Errorf("n %d off %d: addTo differs by %g", n, off, d)
+			}
+			// One more element after dst's end that axpy must leave alone.
+			got = append(append([]float32(nil), y...), 42)
+			axpy(got, a, x)
+			if d := maxRelDiff(got[:n], ax); d > 1e-6 {
+				t.Errorf("n %d off %d: axpy differs by %g", n, off, d)
+			}
+			if got[n] != 42 {
+				t.Errorf("n %d off %d: axpy wrote past the end", n, off)
+			}
+		}
+	}
+}
+
+// TestAttnPool checks the attention pool, which never forms the tokens'
+// keys and values, against AttentionPool2d as the official code computes
+// it (keys and values of every token, key bias included), in float64.
+func TestAttnPool(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	const ch, heads, embed, grid = 96, 3, 40, 3
+	d, tokens := ch/heads, grid*grid+1
+	w := func(out, in int) []float32 {
+		s := randSlice(r, out*in)
+		for i := range s {
+			s[i] /= float32(math.Sqrt(float64(in)))
+		}
+		return s
+	}
+	wq, wk, wv, wc := w(ch, ch), w(ch, ch), w(ch, ch), w(embed, ch)
+	bq, bk, bv, bc := randSlice(r, ch), randSlice(r, ch), randSlice(r, ch), randSlice(r, embed)
+	pos := randSlice(r, tokens*ch)
+	for _, kern := range kernels() {
+		for _, n := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%s/images=%d", kern.name, n), func(t *testing.T) {
+				scale := 1 / math.Sqrt(float64(d))
+				sq := make([]float32, len(wq))
+				sbq := make([]float32, ch)
+				for i := range wq {
+					sq[i] = float32(float64(wq[i]) * scale)
+				}
+				for i := range bq {
+					sbq[i] = float32(float64(bq[i]) * scale)
+				}
+				a := attnPool{ch: ch, heads: heads, headDim: d, tokens: tokens, pos: pos,
+					q:  linear{w: packBT(kern, make([]float32, packedLen(kern, ch, ch)), sq, ch, ch, ch), bias: sbq},
+					wk: wk, wv: wv, bv: bv,
+					c: linear{w: packBT(kern, make([]float32, packedLen(kern, ch, embed)), wc, ch, embed, ch), bias: bc}}
+				x := fmap{buf: &scratch{f: randSlice(r, n*(tokens-1)*ch)}, n: n, h: grid, w: grid, c: ch}
+				got := make([]float32, n*embed)
+				a.forward(2, x, got)
+
+				want := make([]float64, n*embed)
+				lin := func(wt, b []float32, v []float64, i int) float64 {
+					s := float64(b[i])
+					for j, x := range v {
+						s += float64(wt[i*ch+j]) * x
+					}
+					return s
+				}
+				for i := range n {
+					tok := make([][]float64, tokens)
+					for j := range tokens {
+						tok[j] = make([]float64, ch)
+					}
+					for p := range tokens - 1 {
+						for e := range ch {
+							v := float64(x.buf.f[(i*(tokens-1)+p)*ch+e])
+							tok[p+1][e] = v
+							tok[0][e] += v / float64(tokens-1)
+						}
+					}
+					for j := range tokens {
+						for e := range ch {
+							tok[j][e] += float64(pos[j*ch+e])
+						}
+					}
+					attn := make([]float64, ch)
+					for h := range heads {
+						sc := make([]float64, tokens)
+						mx := math.Inf(-1)
+						for j := range tokens {
+							for e := h * d; e < (h+1)*d; e++ {
+								sc[j] += lin(wq, bq, tok[0], e) * scale * lin(wk, bk, tok[j], e)
+							}
+							mx = math.Max(mx, sc[j])
+						}
+						var sum float64
+						for j := range sc {
+							sc[j] = math.Exp(sc[j] - mx)
+							sum += sc[j]
+						}
+						for j := range tokens {
+							for e := h * d; e < (h+1)*d; e++ {
+								attn[e] += sc[j] / sum * lin(wv, bv, tok[j], e)
+							}
+						}
+					}
+					for e := range embed {
+						s := float64(bc[e])
+						for j := range ch {
+							s += float64(wc[e*ch+j]) * attn[j]
+						}
+						want[i*embed+e] = s
+					}
+				}
+				if diff := maxRelDiff(got, want); diff > 1e-5 {
+					t.Errorf("pooled features differ from the reference by %.3g", diff)
+				}
+			})
+		}
+	}
+}

@@ -93,6 +93,18 @@ func dot(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// axpy adds a·x to dst element-wise (len(x) ≤ len(dst)).
+func axpy(dst []float32, a float32, x []float32) {
+	dst = dst[:len(x)]
+	if hasVec && len(x) > 0 {
+		vaxpy(&dst[0], &x[0], len(x), a)
+		return
+	}
+	for i, v := range x {
+		dst[i] += a * v
+	}
+}
+
 // addTo adds src to dst element-wise (len(src) ≤ len(dst)).
 func addTo(dst, src []float32) {
 	dst = dst[:len(src)]

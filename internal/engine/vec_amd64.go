@@ -46,6 +46,9 @@ func vtobf16(dst *uint16, src *float32, n int)
 func vadd(dst, src *float32, n int)
 
 //go:noescape
+func vaxpy(dst, x *float32, n int, a float32)
+
+//go:noescape
 func vbf16pairs(dst *uint32, r0, r1 *float32, n int)
 
 //go:noescape

@@ -539,6 +539,54 @@ adddone:
 	VZEROUPPER
 	RET
 
+// func vaxpy(dst, x *float32, n int, a float32)
+// dst[i] += a·x[i].
+TEXT ·vaxpy(SB), NOSPLIT, $0-28
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Z15
+axpyloop:
+	CMPQ        CX, $64
+	JLT         axpyone
+	VMOVUPS     (DI), Z0
+	VMOVUPS     64(DI), Z1
+	VMOVUPS     128(DI), Z2
+	VMOVUPS     192(DI), Z3
+	VFMADD231PS (SI), Z15, Z0
+	VFMADD231PS 64(SI), Z15, Z1
+	VFMADD231PS 128(SI), Z15, Z2
+	VFMADD231PS 192(SI), Z15, Z3
+	VMOVUPS     Z0, (DI)
+	VMOVUPS     Z1, 64(DI)
+	VMOVUPS     Z2, 128(DI)
+	VMOVUPS     Z3, 192(DI)
+	ADDQ        $256, SI
+	ADDQ        $256, DI
+	SUBQ        $64, CX
+	JMP         axpyloop
+axpyone:
+	CMPQ        CX, $16
+	JLT         axpytail
+	VMOVUPS     (DI), Z0
+	VFMADD231PS (SI), Z15, Z0
+	VMOVUPS     Z0, (DI)
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JMP         axpyone
+axpytail:
+	TESTQ       CX, CX
+	JZ          axpydone
+	TAILMASK
+	VMOVUPS.Z   (DI), K1, Z0
+	VMOVUPS.Z   (SI), K1, Z1
+	VFMADD231PS Z1, Z15, Z0
+	VMOVUPS     Z0, K1, (DI)
+axpydone:
+	VZEROUPPER
+	RET
+
 // BF16ROUND(z, t) rounds the float32 lanes of z to BF16 in place, leaving
 // the BF16 in the upper 16 bits of each lane (lower bits garbage); t is a
 // temporary. Needs Z14 = 1 and Z15 = 0x7FFF in every lane.

@@ -23,6 +23,8 @@ func vtobf16(dst *uint16, src *float32, n int) { panic("engine: no AVX-512") }
 
 func vadd(dst, src *float32, n int) { panic("engine: no AVX-512") }
 
+func vaxpy(dst, x *float32, n int, a float32) { panic("engine: no AVX-512") }
+
 func vbf16pairs(dst *uint32, r0, r1 *float32, n int) { panic("engine: no AVX-512") }
 
 func vsoftmaxbf16(dst *uint16, x *float32, n int) { panic("engine: no AVX-512") }
