@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -103,7 +104,9 @@ func archShapes(a *config.Arch) map[string][]int {
 func randomTensors(a *config.Arch, seed uint64) map[string]*tensor.Tensor {
 	r := rand.New(rand.NewPCG(seed, 1))
 	out := map[string]*tensor.Tensor{}
-	for name, shape := range archShapes(a) {
+	shapes := archShapes(a)
+	for _, name := range slices.Sorted(maps.Keys(shapes)) { // the same weights every run
+		shape := shapes[name]
 		n := 1
 		for _, d := range shape {
 			n *= d
@@ -161,7 +164,7 @@ var (
 	benchTensors = map[string]map[string]*tensor.Tensor{}
 )
 
-func benchModel(b *testing.B, name string, a *config.Arch, prec Precision) *Model {
+func benchModel(b testing.TB, name string, a *config.Arch, prec Precision) *Model {
 	b.Helper()
 	benchMu.Lock()
 	ts, ok := benchTensors[name]
