@@ -30,7 +30,7 @@ type microKernel struct {
 	fn         func(kc int, a []float32, lda int, b []float32, pw int, c []float32, ldc, strips int, bias []float32, flags, w int)
 	// conv, if set, is fn with the kc·taps steps split into taps segments
 	// of kc, segment t reading A at byte offset offs[t] (implicit-GEMM
-	// convolution, see convLayer.forwardImplicit); masked kernels only.
+	// convolution, see convLayer.forwardPadded); masked kernels only.
 	conv func(kc int, a []float32, lda int, offs []int, b []float32, pw int, c []float32, ldc, strips int, bias []float32, flags, w int)
 	// tails are variants of fn with fewer rows (ascending), for the last,
 	// partial strip of a matrix when its panel is nr wide.

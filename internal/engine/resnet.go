@@ -135,18 +135,75 @@ func buildResNet(l *loader, v *config.VisionArch) (*resnetTower, error) {
 	return r, nil
 }
 
+// mapDst is where a convolution writes its output map of width w: a plain
+// channels-last map (pw = w, pad = 0), or the interior of a map with a zero
+// border of pad pixels, rows of pw = w + 2·pad pixels — the input layout of
+// an implicit-GEMM convolution (forwardPadded), which the producer then
+// fills directly instead of through a copy of its own.
+type mapDst struct {
+	f       []float32
+	pw, pad int
+}
+
+// plainDst is the plain map f of width w.
+func plainDst(f []float32, w int) mapDst { return mapDst{f: f, pw: w} }
+
+func (d mapDst) plain() bool { return d.pad == 0 }
+
+// put copies channels [j0, j1) of output pixels [p0, p1) (raster order in a
+// map of width w, c channels) from src, whose row i holds pixel p0+i at
+// stride ld, into d.
+func (d mapDst) put(w, c, j0, j1, p0, p1 int, src []float32, ld int) {
+	for p := p0; p < p1; {
+		y, x := p/w, p%w
+		run := min(w-x, p1-p)
+		o := ((y+d.pad)*d.pw + d.pad + x) * c
+		s := (p - p0) * ld
+		if j0 == 0 && j1 == c && ld == c {
+			copy(d.f[o:o+run*c], src[s:s+run*c])
+		} else {
+			for q := range run {
+				copy(d.f[o+q*c+j0:o+q*c+j1], src[s+q*ld+j0:s+q*ld+j1])
+			}
+		}
+		p += run
+	}
+}
+
+// outSize returns the output size for an h×w input.
+func (c *convLayer) outSize(h, w int) (int, int) {
+	return (h+2*c.pad-c.k)/c.stride + 1, (w+2*c.pad-c.k)/c.stride + 1
+}
+
+// implicit reports whether the convolution runs as an implicit GEMM
+// (forwardPadded): k > 1, stride 1, an FP32 kernel with a conv variant.
+func (c *convLayer) implicit() bool {
+	return c.k > 1 && c.stride == 1 && c.w.kern.conv != nil && c.w.bf16 == nil
+}
+
 // forward applies the convolution to the channels-last h×w map src, writing
 // the output map to dst with the epilogue ep, and returns its size.
 func (c *convLayer) forward(threads int, dst, src []float32, h, w int, ep epilogue) (int, int) {
-	oh := (h+2*c.pad-c.k)/c.stride + 1
-	ow := (w+2*c.pad-c.k)/c.stride + 1
+	oh, ow := c.outSize(h, w)
+	c.forwardTo(threads, plainDst(dst, ow), src, h, w, ep)
+	return oh, ow
+}
+
+// forwardTo is forward writing to dst.
+func (c *convLayer) forwardTo(threads int, dst mapDst, src []float32, h, w int, ep epilogue) {
+	oh, ow := c.outSize(h, w)
 	if c.k == 1 && c.stride == 1 {
-		sgemm(threads, h*w, src, c.cin, c.w, dst, c.cout, ep)
-		return oh, ow
+		c.gemm(threads, dst, ow, h*w, src, c.cin, ep)
+		return
 	}
-	if kern := c.w.kern; c.stride == 1 && kern.conv != nil && c.w.bf16 == nil && !ep.acc {
-		c.forwardImplicit(threads, dst, src, h, w, ep)
-		return oh, ow
+	if c.implicit() && !ep.acc {
+		in, pd := c.newPadded(h, w)
+		cin := c.cin
+		parallelRange(threads, h, max(1, (1<<16)/max(1, w*cin)), func(y0, y1 int) {
+			pd.put(w, cin, 0, cin, y0*w, y1*w, src[y0*w*cin:], cin)
+		})
+		c.forwardPadded(threads, dst, in, h, w, ep)
+		return
 	}
 	n := oh * ow
 	kk := c.k * c.k * c.cin
@@ -155,46 +212,83 @@ func (c *convLayer) forward(threads int, dst, src []float32, h, w int, ep epilog
 			p0, p1 := i*convRows, min((i+1)*convRows, n)
 			col := getScratch((p1 - p0) * kk)
 			c.im2col(col.f, src, h, w, ow, p0, p1)
-			sgemm(1, p1-p0, col.f, kk, c.w, dst[p0*c.cout:], c.cout, ep)
+			if dst.plain() {
+				sgemm(1, p1-p0, col.f, kk, c.w, dst.f[p0*c.cout:], c.cout, ep)
+			} else {
+				t := getScratch((p1 - p0) * c.cout)
+				sgemm(1, p1-p0, col.f, kk, c.w, t.f, c.cout, ep)
+				dst.put(ow, c.cout, 0, c.cout, p0, p1, t.f, c.cout)
+				putScratch(t)
+			}
 			putScratch(col)
 		})
-		return oh, ow
+		return
 	}
 	col := getScratch(n * kk)
 	c.im2col(col.f, src, h, w, ow, 0, n)
-	sgemm(threads, n, col.f, kk, c.w, dst, c.cout, ep)
+	c.gemm(threads, dst, ow, n, col.f, kk, ep)
 	putScratch(col)
-	return oh, ow
 }
 
-// forwardImplicit computes a stride-1 convolution as an implicit GEMM,
-// without im2col. The input is copied into a zero-padded map of width
-// pw = w + 2·pad; output pixel (y, x) is computed at "virtual" row
-// v = y·pw + x, whose tap (ky, kx) is padded-input row v + ky·pw + kx. So
-// for any run of consecutive virtual rows each tap's A operand is a run of
-// consecutive input rows (row stride cin), and the kernel's conv variant
-// walks the k·k taps as k·k segments of the K dimension (the weight is
-// packed with K ordered (ky, kx, channel)). Virtual rows with x ≥ w (2·pad
-// per image row) are computed and dropped.
-func (c *convLayer) forwardImplicit(threads int, dst, src []float32, h, w int, ep epilogue) {
+// gemm computes the m output pixels of a map of width w from their rows of
+// a (stride lda) as one product with the weight, writing them to dst.
+func (c *convLayer) gemm(threads int, dst mapDst, w, m int, a []float32, lda int, ep epilogue) {
+	if dst.plain() {
+		sgemm(threads, m, a, lda, c.w, dst.f, c.cout, ep)
+		return
+	}
+	if c.w.bf16 != nil { // not a layout any BF16 consumer reads; kept general
+		t := getScratch(m * c.cout)
+		sgemm(threads, m, a, lda, c.w, t.f, c.cout, ep)
+		dst.put(w, c.cout, 0, c.cout, 0, m, t.f, c.cout)
+		putScratch(t)
+		return
+	}
+	nr := c.w.kern.nr
+	forTiles(threads, m, c.w, func(i0, i1, p0, p1 int) {
+		t := getScratch((i1 - i0) * c.cout)
+		sgemmBlock(a[i0*lda:], lda, c.w, t.f, c.cout, 0, i1-i0, p0, p1, &ep)
+		dst.put(w, c.cout, p0*nr, min(p1*nr, c.cout), i0, i1, t.f, c.cout)
+		putScratch(t)
+	})
+}
+
+// newPadded returns a buffer for the input of the (implicit) convolution
+// of an h×w map, its border zeroed, and the mapDst through which a producer
+// writes the interior.
+func (c *convLayer) newPadded(h, w int) (*scratch, mapDst) {
+	mr := c.w.kern.mr
+	pad, cin := c.pad, c.cin
+	pw, ph := w+2*pad, h+2*pad
+	strips := (h*pw + mr - 1) / mr
+	maxOff := (c.k-1)*pw + c.k - 1
+	in := getScratch(max(ph*pw, strips*mr+maxOff) * cin)
+	f := in.f
+	clear(f[:(pad*pw+pad)*cin])
+	for y := range h { // right border of row y, left border of row y+1
+		clear(f[((y+pad)*pw+pad+w)*cin : ((y+pad+1)*pw+pad)*cin])
+	}
+	clear(f[((h+pad)*pw+pad)*cin:])
+	return in, mapDst{f: f, pw: pw, pad: pad}
+}
+
+// forwardPadded computes a stride-1 convolution as an implicit GEMM, without
+// im2col, from its input in (from newPadded, filled; released here). In
+// the zero-bordered input of width pw = w + 2·pad, output pixel (y, x) is
+// computed at "virtual" row v = y·pw + x, whose tap (ky, kx) is input row
+// v + ky·pw + kx. So for any run of consecutive virtual rows each tap's A
+// operand is a run of consecutive input rows (row stride cin), and the
+// kernel's conv variant walks the k·k taps as k·k segments of the K
+// dimension (the weight is packed with K ordered (ky, kx, channel)).
+// Virtual rows with x ≥ w (2·pad per image row) are computed and dropped.
+// A task that computes whole rows also writes its pixels to dst.
+func (c *convLayer) forwardPadded(threads int, dst mapDst, in *scratch, h, w int, ep epilogue) {
 	kern := c.w.kern
 	mr, nr := kern.mr, kern.nr
 	k, pad, cin, cout := c.k, c.pad, c.cin, c.cout
-	pw, ph := w+2*pad, h+2*pad
+	pw := w + 2*pad
 	strips := (h*pw + mr - 1) / mr
 	rows := strips * mr
-	maxOff := (k-1)*pw + k - 1
-	in := getScratch(max(ph*pw, rows+maxOff) * cin)
-	clear(in.f[:(pad*pw+pad)*cin])
-	minRows := max(1, (1<<16)/max(1, w*cin)) // at least 64 Ki values per chunk
-	parallelRange(threads, h, minRows, func(y0, y1 int) {
-		for y := y0; y < y1; y++ {
-			row := in.f[((y+pad)*pw+pad)*cin : ((y+pad+1)*pw+pad)*cin]
-			copy(row, src[y*w*cin:(y+1)*w*cin])
-			clear(row[w*cin:]) // right padding of row y, left padding of row y+1
-		}
-	})
-	clear(in.f[((h+pad)*pw+pad)*cin:])
 	var offs [49]int
 	taps := offs[:k*k]
 	for ky := range k {
@@ -237,16 +331,38 @@ func (c *convLayer) forwardImplicit(threads int, dst, src []float32, h, w int, e
 			kern.conv(cin, in.f[s0*mr*cin:], cin, taps, c.w.data[off:off+width*c.w.k], width,
 				out.f[s0*mr*cout+col:], cout, ns, bias, flags, wc)
 		}
-	})
-	putScratch(in)
-	parallelRange(threads, h, max(1, (1<<16)/max(1, w*cout)), func(y0, y1 int) {
-		for y := y0; y < y1; y++ {
-			copy(dst[y*w*cout:(y+1)*w*cout], out.f[y*pw*cout:(y*pw+w)*cout])
+		if nt == 1 {
+			c.finish(dst, out.f, s0*mr, min((s0+ns)*mr, h*pw), w, ep)
 		}
 	})
+	putScratch(in)
+	if nt > 1 {
+		parallelRange(threads, h, max(1, (1<<16)/max(1, w*cout)), func(y0, y1 int) {
+			c.finish(dst, out.f, y0*pw, y1*pw, w, ep)
+		})
+	}
 	putScratch(out)
-	if ep.act != actNone && !(ep.act == actReLU && kern.relu) {
-		kern.activate(ep.act, dst[:h*w*cout])
+}
+
+// finish applies the activation (where the kernel did not) to the pixels
+// of virtual rows [v0, v1) of out and writes them to dst.
+func (c *convLayer) finish(dst mapDst, out []float32, v0, v1, w int, ep epilogue) {
+	kern, cout := c.w.kern, c.cout
+	pw := w + 2*c.pad
+	act := ep.act != actNone && !(ep.act == actReLU && kern.relu)
+	for v := v0; v < v1; {
+		y, x := v/pw, v%pw
+		if x >= w {
+			v = (y + 1) * pw
+			continue
+		}
+		run := min(w-x, v1-v)
+		rows := out[v*cout : (v+run)*cout]
+		if act {
+			kern.activate(ep.act, rows)
+		}
+		dst.put(w, cout, 0, cout, y*w+x, y*w+x+run, rows, cout)
+		v += run
 	}
 }
 
@@ -382,15 +498,29 @@ func (r *resnetTower) early(threads int, img []float32, late int) fmap {
 			x.buf.f[i*3+ch] = v
 		}
 	}
-	relu := func(c *convLayer) epilogue { return epilogue{bias: c.bias, act: actReLU} }
+	// A convolution followed by an implicit one writes straight into that
+	// one's bordered input (in), which then replaces x.
+	var in *scratch
 	for i := range r.stem {
 		c := &r.stem[i]
-		oh := (x.h+2*c.pad-c.k)/c.stride + 1
-		ow := (x.w+2*c.pad-c.k)/c.stride + 1
-		y := fmap{buf: getScratch(oh * ow * c.cout), n: 1, h: oh, w: ow, c: c.cout}
-		c.forward(threads, y.buf.f, x.buf.f, x.h, x.w, relu(c))
-		putScratch(x.buf)
-		x = y
+		oh, ow := c.outSize(x.h, x.w)
+		var dst mapDst
+		var y fmap
+		var next *scratch
+		if i+1 < len(r.stem) && r.stem[i+1].implicit() {
+			next, dst = r.stem[i+1].newPadded(oh, ow)
+		} else {
+			y = fmap{buf: getScratch(oh * ow * c.cout), n: 1, h: oh, w: ow, c: c.cout}
+			dst = plainDst(y.buf.f, ow)
+		}
+		if in != nil {
+			c.forwardPadded(threads, dst, in, x.h, x.w, reluEp(c))
+		} else {
+			c.forwardTo(threads, dst, x.buf.f, x.h, x.w, reluEp(c))
+			putScratch(x.buf)
+		}
+		in = next
+		x = fmap{buf: y.buf, n: 1, h: oh, w: ow, c: c.cout}
 	}
 	x = poolMap(threads, x, 2)
 	for i := range late {
@@ -398,6 +528,9 @@ func (r *resnetTower) early(threads int, img []float32, late int) fmap {
 	}
 	return x
 }
+
+// reluEp is the epilogue of a convolution followed by ReLU.
+func reluEp(c *convLayer) epilogue { return epilogue{bias: c.bias, act: actReLU} }
 
 // poolMap average-pools x with a k×k window and stride k, releasing x.
 func poolMap(threads int, x fmap, k int) fmap {
@@ -438,11 +571,18 @@ func (c *convLayer) conv(threads int, y, x fmap, ep epilogue) {
 // forward runs the block on x, releasing it, and returns the output map.
 func (b *bottleneck) forward(threads int, x fmap) fmap {
 	h, w, n := x.h, x.w, x.n
-	o1 := fmap{buf: getScratch(n * h * w * b.planes), n: n, h: h, w: w, c: b.planes}
-	b.conv1.conv(threads, o1, x, epilogue{bias: b.conv1.bias, act: actReLU})
 	o2 := fmap{buf: getScratch(n * h * w * b.planes), n: n, h: h, w: w, c: b.planes}
-	b.conv2.conv(threads, o2, o1, epilogue{bias: b.conv2.bias, act: actReLU})
-	putScratch(o1.buf)
+	if n == 1 && b.conv2.implicit() {
+		// conv1 writes straight into conv2's bordered input.
+		in, dst := b.conv2.newPadded(h, w)
+		b.conv1.forwardTo(threads, dst, x.buf.f, h, w, reluEp(&b.conv1))
+		b.conv2.forwardPadded(threads, plainDst(o2.buf.f, w), in, h, w, reluEp(&b.conv2))
+	} else {
+		o1 := fmap{buf: getScratch(n * h * w * b.planes), n: n, h: h, w: w, c: b.planes}
+		b.conv1.conv(threads, o1, x, reluEp(&b.conv1))
+		b.conv2.conv(threads, o2, o1, reluEp(&b.conv2))
+		putScratch(o1.buf)
+	}
 	o2 = poolMap(threads, o2, b.stride)
 
 	oh, ow := o2.h, o2.w
