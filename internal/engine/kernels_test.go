@@ -739,3 +739,44 @@ func TestAttnPool(t *testing.T) {
 		}
 	}
 }
+
+// TestSGEMMSplitK checks that the parts of a product split in K
+// (sgemmBlockK), summed, give the product, on every kernel.
+func TestSGEMMSplitK(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, kern := range kernels() {
+		for _, sz := range []struct{ m, n, k int }{{1, 70, 100}, {9, 512, 256}, {13, 40, 33}} {
+			m, n, k := sz.m, sz.n, sz.k
+			a := randSlice(r, m*k)
+			s := randSlice(r, n*k) // B = Sᵀ
+			pb := packBT(kern, make([]float32, packedLen(kern, k, n)), s, k, n, k)
+			want := gemmRef(m, n, k, a, k, s, 1, k)
+			bias := randSlice(r, n)
+			for i := range m {
+				for j := range n {
+					want[i*n+j] += float64(bias[j])
+				}
+			}
+			panels, _ := panelsOf(kern, n)
+			got := make([]float32, m*n)
+			part := make([]float32, m*n)
+			cuts := []int{0, k / 3, k / 3, k/2 + 1, k} // an empty part included
+			for c := range len(cuts) - 1 {
+				ep := epilogue{}
+				if c == len(cuts)-2 {
+					ep.bias = bias
+				}
+				for i := range part {
+					part[i] = float32(math.NaN()) // every value of a part is written
+				}
+				sgemmBlockK(a, k, pb, part, n, 0, m, 0, panels, cuts[c], cuts[c+1], &ep)
+				for i := range got {
+					got[i] += part[i]
+				}
+			}
+			if d := maxRelDiff(got, want); d > 1e-5 {
+				t.Errorf("%s %dx%dx%d: parts sum differs from the product by %.3g", kern.name, m, n, k, d)
+			}
+		}
+	}
+}

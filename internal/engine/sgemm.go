@@ -220,9 +220,16 @@ func columnTasks(threads, mb, panels int) int {
 // sgemmBlock computes rows [i0, i1) and column panels [p0, p1) of C on the
 // calling goroutine.
 func sgemmBlock(a []float32, lda int, b *packedB, c []float32, ldc int, i0, i1, p0, p1 int, ep *epilogue) {
+	sgemmBlockK(a, lda, b, c, ldc, i0, i1, p0, p1, 0, b.k, ep)
+}
+
+// sgemmBlockK is sgemmBlock over the rows [k0, k1) of B (columns [k0, k1)
+// of A): one part of a product split in K, whose parts are summed by the
+// caller. The epilogue applies to the part as to a whole product.
+func sgemmBlockK(a []float32, lda int, b *packedB, c []float32, ldc int, i0, i1, p0, p1, k0, k1 int, ep *epilogue) {
 	kern := b.kern
 	mr, nr := kern.mr, kern.nr
-	n, k := b.n, b.k
+	n, k := b.n, k1-k0
 	j0, j1 := p0*nr, min(p1*nr, n)
 	if k == 0 {
 		for i := i0; i < i1; i++ {
@@ -252,18 +259,18 @@ func sgemmBlock(a []float32, lda int, b *packedB, c []float32, ldc int, i0, i1, 
 			defer putScratch(ts)
 			tile = ts.f
 		}
-		for pc := 0; pc < k; pc += kcb {
-			kc := min(kcb, k-pc)
+		for pc := k0; pc < k1; pc += kcb {
+			kc := min(kcb, k1-pc)
 			flags := 0
-			if pc > 0 || ep.acc {
+			if pc > k0 || ep.acc {
 				flags |= gemmLoad
 			}
 			var bias []float32
-			if pc+kc == k && ep.bias != nil {
+			if pc+kc == k1 && ep.bias != nil {
 				flags |= gemmBias
 				bias = ep.bias
 			}
-			if pc+kc == k && fuseReLU {
+			if pc+kc == k1 && fuseReLU {
 				flags |= gemmReLU
 			}
 			if h > 0 {

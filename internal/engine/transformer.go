@@ -113,6 +113,58 @@ func (t *transformer) qkvProject(threads int, b *block, x []float32, rows int) *
 // than one task per head (measured: 7 % slower fused at two threads).
 const fuseMaxRows = rowBlock
 
+// splitKRows is the most rows (a text at batch 1, the pooled rows of the
+// last block) for which a block's output projection and MLP are split in K
+// (splitOut, mlpSplit): each head's or hidden chunk's part of the product is
+// summed afterwards, so that the projection joins the attention loop and the
+// two MLP products form one loop — two parallel loops per block instead of
+// four, where each product is only microseconds of arithmetic over a weight
+// streamed from memory. Applied at any thread count, so that the results do
+// not depend on it.
+const splitKRows = 32
+
+// splitK enables the split products (tests turn it off to compare).
+var splitK = true
+
+// useSplitK reports whether block b's output projection (out) or MLP
+// (!out) runs split in K over rows rows: FP32 weights only.
+func useSplitK(b *block, rows int, out bool) bool {
+	if !splitK || rows > splitKRows {
+		return false
+	}
+	if out {
+		return b.heads > 0 && b.out.w.bf16 == nil
+	}
+	return b.mlpWidth > 0 && b.fc.w.bf16 == nil && b.proj.w.bf16 == nil
+}
+
+// mlpChunks is the number of chunks of hidden units of a split MLP.
+const mlpChunks = 8
+
+// outPart computes head h's part of the output projection of rows rows of
+// the attention output o (row stride ldo): columns [h·d, (h+1)·d) of o times
+// the same rows of W_out, into part (rows×width).
+func (t *transformer) outPart(b *block, o []float32, ldo, rows, h int, part []float32) {
+	d := t.headDim
+	panels, _ := panelsOf(b.out.w.kern, t.width)
+	sgemmBlockK(o, ldo, b.out.w, part, t.width, 0, rows, 0, panels, h*d, (h+1)*d, &epilogue{})
+}
+
+// addParts adds the parts (parts×rows×width, in order) and then bias to
+// the rows of dst.
+func (t *transformer) addParts(dst []float32, rows int, parts []float32, n int, bias []float32) {
+	w := t.width
+	for r := range rows {
+		row := dst[r*w : (r+1)*w]
+		for j := range n {
+			addTo(row, parts[(j*rows+r)*w:(j*rows+r+1)*w])
+		}
+		if bias != nil {
+			addTo(row, bias)
+		}
+	}
+}
+
 // fuseAttention enables fusedAttention (tests turn it off to compare).
 var fuseAttention = true
 
@@ -129,7 +181,10 @@ var splitQueries = true
 // than two heads per thread, many rows, heads not aligned to the kernel's
 // panels). Every value is computed as the separate product and attention
 // loops compute it: the same row blocks, panels and sums.
-func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows int, seqs []seq, causal, pooled bool, o []float32, ldo int) bool {
+//
+// With parts non-nil, each task also computes its head's part of the output
+// projection of the rows it attended (outPart) into parts[h·prows·width:].
+func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows int, seqs []seq, causal, pooled bool, o []float32, ldo int, parts []float32) bool {
 	d := t.headDim
 	a := b.heads * d
 	kern := b.qkv.w.kern
@@ -172,6 +227,13 @@ func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows in
 				attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, 0, s.n, causal, o[s.off*ldo:], ldo)
 			}
 		}
+		if parts != nil {
+			prows := rows
+			if pooled {
+				prows = len(seqs)
+			}
+			t.outPart(b, o, ldo, prows, h, parts[h*prows*w:(h+1)*prows*w])
+		}
 	})
 	putScratch(hs)
 	putScratch(qkv)
@@ -184,7 +246,11 @@ func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, se
 		a := b.heads * d
 		ldo := padStride(a)
 		o := getScratch(rows * ldo)
-		if !t.fusedAttention(threads, b, x, rows, seqs, causal, false, o.f, ldo) {
+		var parts *scratch
+		if useSplitK(b, rows, true) {
+			parts = getScratch(b.heads * rows * w)
+		}
+		if !t.fusedAttention(threads, b, x, rows, seqs, causal, false, o.f, ldo, partsOf(parts)) {
 			qkv := t.qkvProject(threads, b, x, rows)
 			ldq := padStride(3 * a)
 			kern := t.kern
@@ -206,11 +272,29 @@ func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, se
 				attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, q0, q1, causal, o.f[(s.off+q0)*ldo:], ldo)
 			})
 			putScratch(qkv)
+			if parts != nil {
+				parallelFor(threads, b.heads, func(h int) {
+					t.outPart(b, o.f, ldo, rows, h, parts.f[h*rows*w:(h+1)*rows*w])
+				})
+			}
 		}
-		sgemm(threads, rows, o.f, ldo, b.out.w, x, w, epilogue{acc: true, bias: b.out.bias})
+		if parts != nil {
+			t.addParts(x, rows, parts.f, b.heads, b.out.bias)
+			putScratch(parts)
+		} else {
+			sgemm(threads, rows, o.f, ldo, b.out.w, x, w, epilogue{acc: true, bias: b.out.bias})
+		}
 		putScratch(o)
 	}
 	t.mlp(threads, b, x, rows)
+}
+
+// partsOf returns the buffer of s, nil for nil.
+func partsOf(s *scratch) []float32 {
+	if s == nil {
+		return nil
+	}
+	return s.f
 }
 
 func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, seqs []seq, causal bool, xp []float32) {
@@ -219,7 +303,11 @@ func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, 
 	if b.heads > 0 {
 		a := b.heads * d
 		o := getScratch(n * a)
-		if !t.fusedAttention(threads, b, x, rows, seqs, causal, true, o.f, a) {
+		var parts *scratch
+		if useSplitK(b, n, true) {
+			parts = getScratch(b.heads * n * w)
+		}
+		if !t.fusedAttention(threads, b, x, rows, seqs, causal, true, o.f, a, partsOf(parts)) {
 			qkv := t.qkvProject(threads, b, x, rows)
 			ldq := padStride(3 * a)
 			kern := t.kern
@@ -229,9 +317,19 @@ func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, 
 				attendHead(kern, t.bf16, qkv.f, ldq, s.off, s.n, a, h, d, s.pool, s.pool+1, causal, o.f[(i/b.heads)*a:], a)
 			})
 			putScratch(qkv)
+			if parts != nil {
+				parallelFor(threads, b.heads, func(h int) {
+					t.outPart(b, o.f, a, n, h, parts.f[h*n*w:(h+1)*n*w])
+				})
+			}
 		}
 		t.gather(xp, x, seqs)
-		sgemm(threads, n, o.f, a, b.out.w, xp, w, epilogue{acc: true, bias: b.out.bias})
+		if parts != nil {
+			t.addParts(xp, n, parts.f, b.heads, b.out.bias)
+			putScratch(parts)
+		} else {
+			sgemm(threads, n, o.f, a, b.out.w, xp, w, epilogue{acc: true, bias: b.out.bias})
+		}
 		putScratch(o)
 	} else {
 		t.gather(xp, x, seqs)
@@ -272,6 +370,8 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 		putScratch(f)
 		sgemmBF16A(threads, rows, f16, kpm, b.proj.w, x, w, epilogue{acc: true, bias: b.proj.bias})
 		putScratch(fs)
+	case useSplitK(b, rows, false):
+		t.mlpSplit(threads, b, x, rows)
 	default:
 		m := b.mlpWidth
 		ldh, ldf := padStride(w), padStride(m)
@@ -283,6 +383,34 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 		sgemm(threads, rows, f.f, ldf, b.proj.w, x, w, epilogue{acc: true, bias: b.proj.bias})
 		putScratch(f)
 	}
+}
+
+// mlpSplit is mlp as one parallel loop over mlpChunks chunks of the hidden
+// units: each task computes its chunk's columns of the first product and
+// their activation, then multiplies them by the same rows of the second
+// weight into a part of its own; the parts are added to x in chunk order.
+func (t *transformer) mlpSplit(threads int, b *block, x []float32, rows int) {
+	w, m := t.width, b.mlpWidth
+	ldh, ldf := padStride(w), padStride(m)
+	h := getScratch(rows * ldh)
+	t.layerNormStrided(threads, h.f, ldh, x, rows, b.ln2g, b.ln2b)
+	f := getScratch(rows * ldf)
+	nr := b.fc.w.kern.nr
+	fcPanels, _ := panelsOf(b.fc.w.kern, m)
+	projPanels, _ := panelsOf(b.proj.w.kern, w)
+	chunks := min(mlpChunks, fcPanels)
+	per := (fcPanels + chunks - 1) / chunks
+	chunks = (fcPanels + per - 1) / per
+	parts := getScratch(chunks * rows * w)
+	parallelFor(threads, chunks, func(j int) {
+		p0, p1 := j*per, min((j+1)*per, fcPanels)
+		sgemmBlock(h.f, ldh, b.fc.w, f.f, ldf, 0, rows, p0, p1, &epilogue{bias: b.fc.bias, act: t.act})
+		sgemmBlockK(f.f, ldf, b.proj.w, parts.f[j*rows*w:(j+1)*rows*w], w, 0, rows, 0, projPanels, p0*nr, min(p1*nr, m), &epilogue{})
+	})
+	putScratch(h)
+	putScratch(f)
+	t.addParts(x, rows, parts.f, chunks, b.proj.bias)
+	putScratch(parts)
 }
 
 // padStride returns the row stride for a scratch matrix of n columns that
