@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/tinyclip-go/tinyclip/internal/config"
+	"github.com/tinyclip-go/tinyclip/internal/tensor"
 )
 
 // TestFusedAttentionIdentical checks that the fused QKV product and
@@ -106,6 +108,57 @@ func TestSplitQueriesIdentical(t *testing.T) {
 					t.Errorf("%s/%s: value %d: split %v, one task per head %v", kern.name, prec, j, got[1][j], got[0][j])
 					break
 				}
+			}
+		}
+	}
+}
+
+// TestResNetChain checks that ResNet blocks run as one loop per block at
+// batch 1 (bottleneck.chain: conv3 and the next block's conv1 inside the
+// tasks of conv2) give the features of separate loops, at thread counts
+// where conv2 splits rows (the tasks chain) and where it splits channels
+// (the fallback). Only kernels with an implicit-convolution variant
+// (AVX-512) chain; the others run as before and must match too.
+func TestResNetChain(t *testing.T) {
+	arch := config.Arch{EmbedDim: 32,
+		Vision: config.VisionArch{Kind: config.KindResNet, ImageSize: 96, Embed: 32,
+			Layers: [4]int{2, 2, 3, 2}, Width: 16, PoolHeads: 8, PoolHeadDim: 64},
+		Text: text(32, regular(64, 32, 1, 128, config.GELU))}
+	ts := randomTensors(&arch, 5)
+	// Larger conv3 and conv1 weights than randomTensors gives, so that
+	// the features depend on every block's products (with its scale the
+	// shortcut carries nearly all of them).
+	for name, tt := range ts {
+		if strings.HasSuffix(name, "conv3.weight") || strings.HasSuffix(name, "conv1.weight") {
+			v, _ := tt.Float32()
+			for i := range v {
+				v[i] *= 8
+			}
+			ts[name] = tensor.FromFloat32(name, tt.Shape, v)
+		}
+	}
+	pixels := randomPixels(2, 96)
+	ctx := context.Background()
+	defer func() { chainBlocks = true }()
+	for _, kern := range kernels() {
+		for _, threads := range []int{1, 2, 3} {
+			m, err := Build(&arch, ts, Options{Threads: threads, kernel: kern})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got [2][]float32
+			for i, chain := range []bool{false, true} {
+				chainBlocks = chain
+				for j := range 2 { // one image at a time: the chained path
+					f, err := m.EncodeImages(ctx, pixels[j*3*96*96:(j+1)*3*96*96], 1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got[i] = append(got[i], f...)
+				}
+			}
+			if d := relErr(got[1], got[0], 32); d > 1e-6 {
+				t.Errorf("%s/threads=%d: chained vs separate loops: relative difference %.3g", kern.name, threads, d)
 			}
 		}
 	}

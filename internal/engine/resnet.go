@@ -202,7 +202,7 @@ func (c *convLayer) forwardTo(threads int, dst mapDst, src []float32, h, w int, 
 		parallelRange(threads, h, max(1, (1<<16)/max(1, w*cin)), func(y0, y1 int) {
 			pd.put(w, cin, 0, cin, y0*w, y1*w, src[y0*w*cin:], cin)
 		})
-		c.forwardPadded(threads, dst, in, h, w, ep)
+		c.forwardPadded(threads, dst, in, h, w, ep, nil)
 		return
 	}
 	n := oh * ow
@@ -281,8 +281,11 @@ func (c *convLayer) newPadded(h, w int) (*scratch, mapDst) {
 // kernel's conv variant walks the k·k taps as k·k segments of the K
 // dimension (the weight is packed with K ordered (ky, kx, channel)).
 // Virtual rows with x ≥ w (2·pad per image row) are computed and dropped.
-// A task that computes whole rows also writes its pixels to dst.
-func (c *convLayer) forwardPadded(threads int, dst mapDst, in *scratch, h, w int, ep epilogue) {
+// A task that computes whole rows also writes its pixels to dst and then,
+// with then non-nil, calls then(p0, p1) for the output pixels [p0, p1)
+// (raster order) it wrote; forwardPadded reports whether tasks did (else
+// the caller runs what then would have).
+func (c *convLayer) forwardPadded(threads int, dst mapDst, in *scratch, h, w int, ep epilogue, then func(p0, p1 int)) bool {
 	kern := c.w.kern
 	mr, nr := kern.mr, kern.nr
 	k, pad, cin, cout := c.k, c.pad, c.cin, c.cout
@@ -332,7 +335,15 @@ func (c *convLayer) forwardPadded(threads int, dst mapDst, in *scratch, h, w int
 				out.f[s0*mr*cout+col:], cout, ns, bias, flags, wc)
 		}
 		if nt == 1 {
-			c.finish(dst, out.f, s0*mr, min((s0+ns)*mr, h*pw), w, ep)
+			v0, v1 := s0*mr, min((s0+ns)*mr, h*pw)
+			c.finish(dst, out.f, v0, v1, w, ep)
+			if then != nil {
+				// The valid pixels of virtual rows [v0, v1) are one run.
+				pix := func(v int) int { return v/pw*w + min(v%pw, w) }
+				if p0, p1 := pix(v0), pix(v1); p1 > p0 {
+					then(p0, p1)
+				}
+			}
 		}
 	})
 	putScratch(in)
@@ -342,6 +353,7 @@ func (c *convLayer) forwardPadded(threads int, dst mapDst, in *scratch, h, w int
 		})
 	}
 	putScratch(out)
+	return nt == 1
 }
 
 // finish applies the activation (where the kernel did not) to the pixels
@@ -455,12 +467,18 @@ func (r *resnetTower) encode(ctx context.Context, threads int, pixels []float32,
 			putScratch(x.buf)
 		}
 		x := stack
+		var in *scratch // the next block's conv2 input, when this one ran its conv1
 		for i := late; i < len(r.blocks); i++ {
 			if err := ctx.Err(); err != nil {
 				putScratch(x.buf)
+				putScratch(in)
 				return fmt.Errorf("engine: encode images: %w", err)
 			}
-			x = r.blocks[i].forward(threads, x)
+			var next *bottleneck
+			if i+1 < len(r.blocks) {
+				next = &r.blocks[i+1]
+			}
+			x, in = r.blocks[i].forward(threads, x, in, next)
 		}
 		r.pool.forward(threads, x, out[i0*r.embed:(i0+nb)*r.embed])
 		putScratch(x.buf)
@@ -514,7 +532,7 @@ func (r *resnetTower) early(threads int, img []float32, late int) fmap {
 			dst = plainDst(y.buf.f, ow)
 		}
 		if in != nil {
-			c.forwardPadded(threads, dst, in, x.h, x.w, reluEp(c))
+			c.forwardPadded(threads, dst, in, x.h, x.w, reluEp(c), nil)
 		} else {
 			c.forwardTo(threads, dst, x.buf.f, x.h, x.w, reluEp(c))
 			putScratch(x.buf)
@@ -523,8 +541,14 @@ func (r *resnetTower) early(threads int, img []float32, late int) fmap {
 		x = fmap{buf: y.buf, n: 1, h: oh, w: ow, c: c.cout}
 	}
 	x = poolMap(threads, x, 2)
+	// in is nil here (the stem ends in a plain map); from now on it is the
+	// next block's conv2 input when a block ran that block's conv1.
 	for i := range late {
-		x = r.blocks[i].forward(threads, x)
+		var next *bottleneck
+		if i+1 < late {
+			next = &r.blocks[i+1]
+		}
+		x, in = r.blocks[i].forward(threads, x, in, next)
 	}
 	return x
 }
@@ -569,14 +593,23 @@ func (c *convLayer) conv(threads int, y, x fmap, ep epilogue) {
 }
 
 // forward runs the block on x, releasing it, and returns the output map.
-func (b *bottleneck) forward(threads int, x fmap) fmap {
+// For one image it can run the next block's conv1 too (next non-nil):
+// then it returns that conv1's output as the bordered input of next's
+// conv2 (nin), for next.forward's in. With in non-nil, this block's conv1
+// was run that way and in is its conv2's input.
+func (b *bottleneck) forward(threads int, x fmap, in *scratch, next *bottleneck) (y fmap, nin *scratch) {
 	h, w, n := x.h, x.w, x.n
 	o2 := fmap{buf: getScratch(n * h * w * b.planes), n: n, h: h, w: w, c: b.planes}
 	if n == 1 && b.conv2.implicit() {
-		// conv1 writes straight into conv2's bordered input.
-		in, dst := b.conv2.newPadded(h, w)
-		b.conv1.forwardTo(threads, dst, x.buf.f, h, w, reluEp(&b.conv1))
-		b.conv2.forwardPadded(threads, plainDst(o2.buf.f, w), in, h, w, reluEp(&b.conv2))
+		if in == nil { // conv1 writes straight into conv2's bordered input
+			var dst mapDst
+			in, dst = b.conv2.newPadded(h, w)
+			b.conv1.forwardTo(threads, dst, x.buf.f, h, w, reluEp(&b.conv1))
+		}
+		if b.stride == 1 && chainBlocks {
+			return b.chain(threads, x, o2, in, next)
+		}
+		b.conv2.forwardPadded(threads, plainDst(o2.buf.f, w), in, h, w, reluEp(&b.conv2), nil)
 	} else {
 		o1 := fmap{buf: getScratch(n * h * w * b.planes), n: n, h: h, w: w, c: b.planes}
 		b.conv1.conv(threads, o1, x, reluEp(&b.conv1))
@@ -584,27 +617,81 @@ func (b *bottleneck) forward(threads int, x fmap) fmap {
 		putScratch(o1.buf)
 	}
 	o2 = poolMap(threads, o2, b.stride)
-
-	oh, ow := o2.h, o2.w
-	var y fmap
-	if b.down != nil {
-		y = fmap{buf: getScratch(n * oh * ow * 4 * b.planes), n: n, h: oh, w: ow, c: 4 * b.planes}
-		xs := x
-		if b.stride > 1 {
-			xs = fmap{buf: getScratch(n * oh * ow * x.c), n: n, h: oh, w: ow, c: x.c}
-			poolInto(threads, xs, x, b.stride)
-		}
-		b.down.conv(threads, y, xs, epilogue{bias: b.down.bias})
-		if xs.buf != x.buf {
-			putScratch(xs.buf)
-		}
-		putScratch(x.buf)
-	} else {
-		y = x // identity shortcut: conv3 accumulates onto the input map
-	}
+	y = b.shortcut(threads, x, o2.h, o2.w)
 	b.conv3.conv(threads, y, o2, epilogue{acc: true, bias: b.conv3.bias, act: actReLU})
 	putScratch(o2.buf)
+	return y, nil
+}
+
+// shortcut returns the map conv3 accumulates onto: x itself, or the
+// downsample of x (average-pooled to oh×ow first), releasing x.
+func (b *bottleneck) shortcut(threads int, x fmap, oh, ow int) fmap {
+	if b.down == nil {
+		return x
+	}
+	n := x.n
+	y := fmap{buf: getScratch(n * oh * ow * 4 * b.planes), n: n, h: oh, w: ow, c: 4 * b.planes}
+	xs := x
+	if b.stride > 1 {
+		xs = fmap{buf: getScratch(n * oh * ow * x.c), n: n, h: oh, w: ow, c: x.c}
+		poolInto(threads, xs, x, b.stride)
+	}
+	b.down.conv(threads, y, xs, epilogue{bias: b.down.bias})
+	if xs.buf != x.buf {
+		putScratch(xs.buf)
+	}
+	putScratch(x.buf)
 	return y
+}
+
+// chainBlocks enables chain (tests turn it off to compare).
+var chainBlocks = true
+
+// chain runs conv2 (from its bordered input in), conv3 and, when next is
+// an implicit-conv2 block of the same size, next's conv1 for one image of
+// a stride-1 block as one parallel loop: each task of conv2 that computes
+// whole output rows goes on with conv3 on its pixels (all of conv3's
+// inputs for a pixel are that pixel's conv2 output and shortcut) and with
+// next's conv1 on the pixels conv3 just wrote. Where conv2 splits channels
+// instead, conv3 and next's conv1 run as loops of their own.
+func (b *bottleneck) chain(threads int, x, o2 fmap, in *scratch, next *bottleneck) (fmap, *scratch) {
+	h, w := x.h, x.w
+	y := b.shortcut(threads, x, h, w)
+	cout := 4 * b.planes
+	var nin *scratch
+	var ndst mapDst
+	if next != nil && next.conv2.implicit() && next.conv1.cin == cout {
+		nin, ndst = next.conv2.newPadded(h, w)
+	}
+	ep3 := epilogue{acc: true, bias: b.conv3.bias, act: actReLU}
+	fused := b.conv2.forwardPadded(threads, plainDst(o2.buf.f, w), in, h, w, reluEp(&b.conv2), func(p0, p1 int) {
+		sgemm(1, p1-p0, o2.buf.f[p0*b.planes:], b.planes, b.conv3.w, y.buf.f[p0*cout:], cout, ep3)
+		if nin != nil {
+			next.conv1.gemmRange(ndst, w, p0, p1, y.buf.f[p0*cout:], cout, reluEp(&next.conv1))
+		}
+	})
+	if !fused {
+		b.conv3.conv(threads, y, o2, ep3)
+		if nin != nil {
+			next.conv1.forwardTo(threads, ndst, y.buf.f, h, w, reluEp(&next.conv1))
+		}
+	}
+	putScratch(o2.buf)
+	return y, nin
+}
+
+// gemmRange computes output pixels [p0, p1) of a 1×1 convolution over a
+// map of width w on the calling goroutine, from their input rows a (stride
+// lda), writing them to dst.
+func (c *convLayer) gemmRange(dst mapDst, w, p0, p1 int, a []float32, lda int, ep epilogue) {
+	if dst.plain() {
+		sgemm(1, p1-p0, a, lda, c.w, dst.f[p0*c.cout:], c.cout, ep)
+		return
+	}
+	t := getScratch((p1 - p0) * c.cout)
+	sgemm(1, p1-p0, a, lda, c.w, t.f, c.cout, ep)
+	dst.put(w, c.cout, 0, c.cout, p0, p1, t.f, c.cout)
+	putScratch(t)
 }
 
 // forward pools each image's final h·w×ch map (raster order) into out
