@@ -156,14 +156,20 @@ func sgemmBF16A(threads, m int, ab []uint16, lda int, b *packedB, c []float32, l
 // sgemmBlockBF16 computes rows [i0, i1) and panels [p0, p1) of C from the
 // BF16 rows ab (row stride lda, rows padded to a multiple of mr).
 func sgemmBlockBF16(ab []uint16, lda int, b *packedB, c []float32, ldc int, i0, i1, p0, p1 int, ep *epilogue) {
+	sgemmBlockBF16K(ab, lda, b, c, ldc, i0, i1, p0, p1, 0, (b.k+1)/2, ep)
+}
+
+// sgemmBlockBF16K is sgemmBlockBF16 over the k pairs [q0, q1) of B (columns
+// [2·q0, 2·q1) of A): one part of a product split in K (sgemmBlockK).
+func sgemmBlockBF16K(ab []uint16, lda int, b *packedB, c []float32, ldc int, i0, i1, p0, p1, q0, q1 int, ep *epilogue) {
 	kern := b.kern
 	mr, nr := kern.mr, kern.nr
 	n := b.n
 	j0, j1 := p0*nr, min(p1*nr, n)
 	kp := (b.k + 1) &^ 1 // k-extent of a packed panel
-	pairs := kp / 2
+	pairs := q1 - q0
 	if pairs == 0 {
-		sgemmBlock(nil, 0, b, c, ldc, i0, i1, p0, p1, ep) // k = 0: bias only
+		sgemmBlockK(nil, 0, b, c, ldc, i0, i1, p0, p1, 0, 0, ep) // an empty K: bias only
 		return
 	}
 	full := (i1 - i0) / mr
@@ -176,18 +182,18 @@ func sgemmBlockBF16(ab []uint16, lda int, b *packedB, c []float32, ldc int, i0, 
 		defer putScratch(ts)
 		tile = ts.f
 	}
-	for pc := 0; pc < pairs; pc += kcb {
-		kc := min(kcb, pairs-pc)
+	for pc := q0; pc < q1; pc += kcb {
+		kc := min(kcb, q1-pc)
 		flags := 0
-		if pc > 0 || ep.acc {
+		if pc > q0 || ep.acc {
 			flags |= gemmLoad
 		}
 		var bias []float32
-		if pc+kc == pairs && ep.bias != nil {
+		if pc+kc == q1 && ep.bias != nil {
 			flags |= gemmBias
 			bias = ep.bias
 		}
-		if pc+kc == pairs && ep.act == actReLU && kern.relu {
+		if pc+kc == q1 && ep.act == actReLU && kern.relu {
 			flags |= gemmReLU
 		}
 		for p := p0; p < p1; p++ {

@@ -208,3 +208,53 @@ func TestPrecisionFallback(t *testing.T) {
 		t.Error("Build accepted precision 7")
 	}
 }
+
+// TestSGEMMBF16SplitK checks that the parts of a BF16 product split in K
+// pairs (sgemmBlockBF16K), summed, give the product of the BF16-rounded
+// operands.
+func TestSGEMMBF16SplitK(t *testing.T) {
+	kern := defaultKernel()
+	if kern.bf16 == nil {
+		t.Logf("kernel %s has no BF16 variant on this CPU", kern.name)
+		return
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, sz := range []struct{ m, n, k int }{{1, 70, 100}, {9, 512, 256}, {13, 40, 33}} {
+		m, n, k := sz.m, sz.n, sz.k
+		a := randSlice(r, m*k)
+		s := randSlice(r, n*k)
+		pb := packBT(kern, make([]float32, packedLen(kern, k, n)), s, k, n, k)
+		pb.toBF16Packed()
+		kp := padStride16(k)
+		mr := kern.mr
+		as, ab := bf16Scratch((m + mr - 1) / mr * mr * kp)
+		bf16Rows(ab, kp, a, k, m, k)
+		round := func(v float32) float64 { return float64(fromBF16(toBF16(v))) }
+		want := make([]float64, m*n)
+		for i := range m {
+			for j := range n {
+				for kk := range k {
+					want[i*n+j] += round(a[i*k+kk]) * round(s[j*k+kk])
+				}
+			}
+		}
+		panels, _ := panelsOf(kern, n)
+		pairs := (k + 1) / 2
+		got := make([]float32, m*n)
+		part := make([]float32, m*n)
+		cuts := []int{0, pairs / 3, pairs / 3, pairs/2 + 1, pairs}
+		for c := range len(cuts) - 1 {
+			for i := range part {
+				part[i] = float32(math.NaN())
+			}
+			sgemmBlockBF16K(ab, kp, pb, part, n, 0, m, 0, panels, cuts[c], cuts[c+1], &epilogue{})
+			for i := range got {
+				got[i] += part[i]
+			}
+		}
+		putScratch(as)
+		if d := maxRelDiff(got, want); d > 1e-5 {
+			t.Errorf("%dx%dx%d: parts sum differs from the product by %.3g", m, n, k, d)
+		}
+	}
+}

@@ -127,27 +127,73 @@ const splitKRows = 32
 var splitK = true
 
 // useSplitK reports whether block b's output projection (out) or MLP
-// (!out) runs split in K over rows rows: FP32 weights only.
-func useSplitK(b *block, rows int, out bool) bool {
+// (!out) runs split in K over rows rows.
+func (t *transformer) useSplitK(b *block, rows int, out bool) bool {
 	if !splitK || rows > splitKRows {
 		return false
 	}
 	if out {
-		return b.heads > 0 && b.out.w.bf16 == nil
+		return b.heads > 0 && (b.out.w.bf16 == nil || t.headDim%2 == 0)
 	}
-	return b.mlpWidth > 0 && b.fc.w.bf16 == nil && b.proj.w.bf16 == nil
+	return b.mlpWidth > 0 && (b.fc.w.bf16 == nil) == (b.proj.w.bf16 == nil)
 }
 
 // mlpChunks is the number of chunks of hidden units of a split MLP.
 const mlpChunks = 8
 
+// outParts holds the parts of a split output projection (outPart) and,
+// for BF16 weights, the attention output rounded to BF16 rows (stride kp,
+// rows padded with zeros to the kernel's mr), each head's columns written
+// by the task that computes its part.
+type outParts struct {
+	f      []float32
+	ps, as *scratch
+	a16    []uint16
+	kp     int
+}
+
+// newOutParts returns the buffers of a split output projection of rows
+// rows of block b, nil where it does not run split.
+func (t *transformer) newOutParts(b *block, rows int) *outParts {
+	if !t.useSplitK(b, rows, true) {
+		return nil
+	}
+	op := &outParts{ps: getScratch(b.heads * rows * t.width)}
+	op.f = op.ps.f
+	if b.out.w.bf16 != nil {
+		a := b.heads * t.headDim
+		op.kp = padStride16(a)
+		mr := t.kern.mr
+		op.as, op.a16 = bf16Scratch((rows + mr - 1) / mr * mr * op.kp)
+		clear(op.a16)
+	}
+	return op
+}
+
+func (op *outParts) free() {
+	if op != nil {
+		putScratch(op.ps)
+		putScratch(op.as)
+	}
+}
+
 // outPart computes head h's part of the output projection of rows rows of
 // the attention output o (row stride ldo): columns [h·d, (h+1)·d) of o times
-// the same rows of W_out, into part (rows×width).
-func (t *transformer) outPart(b *block, o []float32, ldo, rows, h int, part []float32) {
-	d := t.headDim
-	panels, _ := panelsOf(b.out.w.kern, t.width)
-	sgemmBlockK(o, ldo, b.out.w, part, t.width, 0, rows, 0, panels, h*d, (h+1)*d, &epilogue{})
+// the same rows of W_out, into its part (rows×width).
+func (t *transformer) outPart(b *block, op *outParts, o []float32, ldo, rows, h int) {
+	d, w := t.headDim, t.width
+	part := op.f[h*rows*w : (h+1)*rows*w]
+	panels, _ := panelsOf(b.out.w.kern, w)
+	if b.out.w.bf16 == nil {
+		sgemmBlockK(o, ldo, b.out.w, part, w, 0, rows, 0, panels, h*d, (h+1)*d, &epilogue{})
+		return
+	}
+	for r := range rows {
+		bf16Convert(op.a16[r*op.kp+h*d:r*op.kp+(h+1)*d], o[r*ldo+h*d:r*ldo+(h+1)*d])
+	}
+	// d is even for every head dimension the zoo uses (64); an odd one
+	// would share a k pair between two heads.
+	sgemmBlockBF16K(op.a16, op.kp, b.out.w, part, w, 0, rows, 0, panels, h*d/2, (h+1)*d/2, &epilogue{})
 }
 
 // addParts adds the parts (parts×rows×width, in order) and then bias to
@@ -183,8 +229,8 @@ var splitQueries = true
 // loops compute it: the same row blocks, panels and sums.
 //
 // With parts non-nil, each task also computes its head's part of the output
-// projection of the rows it attended (outPart) into parts[h·prows·width:].
-func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows int, seqs []seq, causal, pooled bool, o []float32, ldo int, parts []float32) bool {
+// projection of the rows it attended (outPart).
+func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows int, seqs []seq, causal, pooled bool, o []float32, ldo int, parts *outParts) bool {
 	d := t.headDim
 	a := b.heads * d
 	kern := b.qkv.w.kern
@@ -232,7 +278,7 @@ func (t *transformer) fusedAttention(threads int, b *block, x []float32, rows in
 			if pooled {
 				prows = len(seqs)
 			}
-			t.outPart(b, o, ldo, prows, h, parts[h*prows*w:(h+1)*prows*w])
+			t.outPart(b, parts, o, ldo, prows, h)
 		}
 	})
 	putScratch(hs)
@@ -246,11 +292,8 @@ func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, se
 		a := b.heads * d
 		ldo := padStride(a)
 		o := getScratch(rows * ldo)
-		var parts *scratch
-		if useSplitK(b, rows, true) {
-			parts = getScratch(b.heads * rows * w)
-		}
-		if !t.fusedAttention(threads, b, x, rows, seqs, causal, false, o.f, ldo, partsOf(parts)) {
+		parts := t.newOutParts(b, rows)
+		if !t.fusedAttention(threads, b, x, rows, seqs, causal, false, o.f, ldo, parts) {
 			qkv := t.qkvProject(threads, b, x, rows)
 			ldq := padStride(3 * a)
 			kern := t.kern
@@ -274,13 +317,13 @@ func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, se
 			putScratch(qkv)
 			if parts != nil {
 				parallelFor(threads, b.heads, func(h int) {
-					t.outPart(b, o.f, ldo, rows, h, parts.f[h*rows*w:(h+1)*rows*w])
+					t.outPart(b, parts, o.f, ldo, rows, h)
 				})
 			}
 		}
 		if parts != nil {
 			t.addParts(x, rows, parts.f, b.heads, b.out.bias)
-			putScratch(parts)
+			parts.free()
 		} else {
 			sgemm(threads, rows, o.f, ldo, b.out.w, x, w, epilogue{acc: true, bias: b.out.bias})
 		}
@@ -289,25 +332,14 @@ func (t *transformer) fullBlock(threads int, b *block, x []float32, rows int, se
 	t.mlp(threads, b, x, rows)
 }
 
-// partsOf returns the buffer of s, nil for nil.
-func partsOf(s *scratch) []float32 {
-	if s == nil {
-		return nil
-	}
-	return s.f
-}
-
 func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, seqs []seq, causal bool, xp []float32) {
 	w, d := t.width, t.headDim
 	n := len(seqs)
 	if b.heads > 0 {
 		a := b.heads * d
 		o := getScratch(n * a)
-		var parts *scratch
-		if useSplitK(b, n, true) {
-			parts = getScratch(b.heads * n * w)
-		}
-		if !t.fusedAttention(threads, b, x, rows, seqs, causal, true, o.f, a, partsOf(parts)) {
+		parts := t.newOutParts(b, n)
+		if !t.fusedAttention(threads, b, x, rows, seqs, causal, true, o.f, a, parts) {
 			qkv := t.qkvProject(threads, b, x, rows)
 			ldq := padStride(3 * a)
 			kern := t.kern
@@ -319,14 +351,14 @@ func (t *transformer) pooledBlock(threads int, b *block, x []float32, rows int, 
 			putScratch(qkv)
 			if parts != nil {
 				parallelFor(threads, b.heads, func(h int) {
-					t.outPart(b, o.f, a, n, h, parts.f[h*n*w:(h+1)*n*w])
+					t.outPart(b, parts, o.f, a, n, h)
 				})
 			}
 		}
 		t.gather(xp, x, seqs)
 		if parts != nil {
 			t.addParts(xp, n, parts.f, b.heads, b.out.bias)
-			putScratch(parts)
+			parts.free()
 		} else {
 			sgemm(threads, n, o.f, a, b.out.w, xp, w, epilogue{acc: true, bias: b.out.bias})
 		}
@@ -349,6 +381,8 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 				row[j] += v
 			}
 		}
+	case t.useSplitK(b, rows, false):
+		t.mlpSplit(threads, b, x, rows)
 	case b.fc.w.bf16 != nil && b.proj.w.bf16 != nil:
 		// BF16 weights: LN₂ straight into BF16 rows, and the activated
 		// hidden layer rounded to BF16 by the first product's epilogue.
@@ -370,8 +404,6 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 		putScratch(f)
 		sgemmBF16A(threads, rows, f16, kpm, b.proj.w, x, w, epilogue{acc: true, bias: b.proj.bias})
 		putScratch(fs)
-	case useSplitK(b, rows, false):
-		t.mlpSplit(threads, b, x, rows)
 	default:
 		m := b.mlpWidth
 		ldh, ldf := padStride(w), padStride(m)
@@ -389,12 +421,9 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 // units: each task computes its chunk's columns of the first product and
 // their activation, then multiplies them by the same rows of the second
 // weight into a part of its own; the parts are added to x in chunk order.
+// BF16 weights take their A operands in BF16, as in mlp.
 func (t *transformer) mlpSplit(threads int, b *block, x []float32, rows int) {
 	w, m := t.width, b.mlpWidth
-	ldh, ldf := padStride(w), padStride(m)
-	h := getScratch(rows * ldh)
-	t.layerNormStrided(threads, h.f, ldh, x, rows, b.ln2g, b.ln2b)
-	f := getScratch(rows * ldf)
 	nr := b.fc.w.kern.nr
 	fcPanels, _ := panelsOf(b.fc.w.kern, m)
 	projPanels, _ := panelsOf(b.proj.w.kern, w)
@@ -402,12 +431,42 @@ func (t *transformer) mlpSplit(threads int, b *block, x []float32, rows int) {
 	per := (fcPanels + chunks - 1) / chunks
 	chunks = (fcPanels + per - 1) / per
 	parts := getScratch(chunks * rows * w)
+	ldf := padStride(m)
+	f := getScratch(rows * ldf)
+	var chunk func(j, p0, p1 int)
+	var hs, fs *scratch
+	if b.fc.w.bf16 != nil {
+		var h16 []uint16
+		var kp int
+		hs, h16, kp = t.layerNormBF16(threads, x, rows, b.ln2g, b.ln2b)
+		kpm := padStride16(m)
+		mr := t.kern.mr
+		var f16 []uint16
+		fs, f16 = bf16Scratch((rows + mr - 1) / mr * mr * kpm)
+		clear(f16[rows*kpm:])
+		if m%2 != 0 {
+			for r := range rows {
+				f16[r*kpm+m] = 0
+			}
+		}
+		chunk = func(j, p0, p1 int) {
+			sgemmBlockBF16(h16, kp, b.fc.w, f.f, ldf, 0, rows, p0, p1, &epilogue{bias: b.fc.bias, act: t.act, out16: f16, ld16: kpm})
+			sgemmBlockBF16K(f16, kpm, b.proj.w, parts.f[j*rows*w:(j+1)*rows*w], w, 0, rows, 0, projPanels, p0*nr/2, (min(p1*nr, m)+1)/2, &epilogue{})
+		}
+	} else {
+		ldh := padStride(w)
+		hs = getScratch(rows * ldh)
+		t.layerNormStrided(threads, hs.f, ldh, x, rows, b.ln2g, b.ln2b)
+		chunk = func(j, p0, p1 int) {
+			sgemmBlock(hs.f, ldh, b.fc.w, f.f, ldf, 0, rows, p0, p1, &epilogue{bias: b.fc.bias, act: t.act})
+			sgemmBlockK(f.f, ldf, b.proj.w, parts.f[j*rows*w:(j+1)*rows*w], w, 0, rows, 0, projPanels, p0*nr, min(p1*nr, m), &epilogue{})
+		}
+	}
 	parallelFor(threads, chunks, func(j int) {
-		p0, p1 := j*per, min((j+1)*per, fcPanels)
-		sgemmBlock(h.f, ldh, b.fc.w, f.f, ldf, 0, rows, p0, p1, &epilogue{bias: b.fc.bias, act: t.act})
-		sgemmBlockK(f.f, ldf, b.proj.w, parts.f[j*rows*w:(j+1)*rows*w], w, 0, rows, 0, projPanels, p0*nr, min(p1*nr, m), &epilogue{})
+		chunk(j, j*per, min((j+1)*per, fcPanels))
 	})
-	putScratch(h)
+	putScratch(hs)
+	putScratch(fs)
 	putScratch(f)
 	t.addParts(x, rows, parts.f, chunks, b.proj.bias)
 	putScratch(parts)
