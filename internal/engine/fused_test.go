@@ -163,3 +163,49 @@ func TestResNetChain(t *testing.T) {
 		}
 	}
 }
+
+// TestRowTailIdentical checks that running the output projection, LN₂ and
+// the MLP of a block as one loop over row blocks (rowTail: a 197-token
+// image at several threads) gives bit-identical features to a loop per
+// product, on every kernel and precision, with an odd MLP width too.
+func TestRowTailIdentical(t *testing.T) {
+	archs := []config.Arch{
+		{EmbedDim: 32,
+			Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 224, Embed: 32, PatchSize: 16,
+				Transformer: regular(128, 64, 2, 512, config.GELU)},
+			Text: text(32, regular(64, 64, 1, 128, config.GELU))},
+		{EmbedDim: 32,
+			Vision: config.VisionArch{Kind: config.KindViT, ImageSize: 224, Embed: 32, PatchSize: 16,
+				Transformer: regular(96, 32, 2, 333, config.QuickGELU)},
+			Text: text(32, regular(64, 64, 1, 128, config.GELU))},
+	}
+	pixels := randomPixels(1, 224)
+	ctx := context.Background()
+	defer func() { rowTails = true }()
+	for ai, arch := range archs {
+		ts := randomTensors(&arch, 6)
+		for _, kern := range kernels() {
+			for _, prec := range precisions() {
+				for _, threads := range []int{2, 3} {
+					m, err := Build(&arch, ts, Options{Threads: threads, Precision: prec, kernel: kern})
+					if err != nil {
+						t.Fatal(err)
+					}
+					var got [2][]float32
+					for i, on := range []bool{false, true} {
+						rowTails = on
+						if got[i], err = m.EncodeImages(ctx, pixels, 1); err != nil {
+							t.Fatal(err)
+						}
+					}
+					for j := range got[0] {
+						if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
+							t.Errorf("arch %d/%s/%s/threads=%d: value %d: one loop %v, a loop per product %v", ai, kern.name, prec, threads, j, got[1][j], got[0][j])
+							break
+						}
+					}
+				}
+			}
+		}
+	}
+}
