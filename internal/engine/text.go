@@ -17,7 +17,8 @@ const textBatchTokens = 2048
 // cost more than the second thread saves (measured with
 // BenchmarkEncodeTextViT8M16, one 9-token Text-3M text, 21 M MACs: 0.54 ms
 // on one thread, 0.61 ms split over two). A 9-token Text-19M text (170 M)
-// is still split: 5.3 → 4.1–4.6 ms.
+// is still split: 5.2 → 3.5–3.8 ms (go test -bench; docs/performance.md,
+// session 4).
 const serialMACs = 48 << 20
 
 // textTower is the causal text tower (spec §1.1.3).

@@ -115,7 +115,7 @@ const fuseMaxRows = rowBlock
 
 // splitKRows is the most rows (a text at batch 1, the pooled rows of the
 // last block) for which a block's output projection and MLP are split in K
-// (splitOut, mlpSplit): each head's or hidden chunk's part of the product is
+// (outPart, mlpSplit): each head's or hidden chunk's part of the product is
 // summed afterwards, so that the projection joins the attention loop and the
 // two MLP products form one loop — two parallel loops per block instead of
 // four, where each product is only microseconds of arithmetic over a weight
