@@ -212,14 +212,7 @@ func (c *convLayer) forwardTo(threads int, dst mapDst, src []float32, h, w int, 
 			p0, p1 := i*convRows, min((i+1)*convRows, n)
 			col := getScratch((p1 - p0) * kk)
 			c.im2col(col.f, src, h, w, ow, p0, p1)
-			if dst.plain() {
-				sgemm(1, p1-p0, col.f, kk, c.w, dst.f[p0*c.cout:], c.cout, ep)
-			} else {
-				t := getScratch((p1 - p0) * c.cout)
-				sgemm(1, p1-p0, col.f, kk, c.w, t.f, c.cout, ep)
-				dst.put(ow, c.cout, 0, c.cout, p0, p1, t.f, c.cout)
-				putScratch(t)
-			}
+			c.gemmRange(1, dst, ow, p0, p1, col.f, kk, ep)
 			putScratch(col)
 		})
 		return
@@ -238,10 +231,7 @@ func (c *convLayer) gemm(threads int, dst mapDst, w, m int, a []float32, lda int
 		return
 	}
 	if c.w.bf16 != nil { // not a layout any BF16 consumer reads; kept general
-		t := getScratch(m * c.cout)
-		sgemm(threads, m, a, lda, c.w, t.f, c.cout, ep)
-		dst.put(w, c.cout, 0, c.cout, 0, m, t.f, c.cout)
-		putScratch(t)
+		c.gemmRange(threads, dst, w, 0, m, a, lda, ep)
 		return
 	}
 	nr := c.w.kern.nr
@@ -667,7 +657,7 @@ func (b *bottleneck) chain(threads int, x, o2 fmap, in *scratch, next *bottlenec
 	fused := b.conv2.forwardPadded(threads, plainDst(o2.buf.f, w), in, h, w, reluEp(&b.conv2), func(p0, p1 int) {
 		sgemm(1, p1-p0, o2.buf.f[p0*b.planes:], b.planes, b.conv3.w, y.buf.f[p0*cout:], cout, ep3)
 		if nin != nil {
-			next.conv1.gemmRange(ndst, w, p0, p1, y.buf.f[p0*cout:], cout, reluEp(&next.conv1))
+			next.conv1.gemmRange(1, ndst, w, p0, p1, y.buf.f[p0*cout:], cout, reluEp(&next.conv1))
 		}
 	})
 	if !fused {
@@ -680,16 +670,16 @@ func (b *bottleneck) chain(threads int, x, o2 fmap, in *scratch, next *bottlenec
 	return y, nin
 }
 
-// gemmRange computes output pixels [p0, p1) of a 1×1 convolution over a
-// map of width w on the calling goroutine, from their input rows a (stride
-// lda), writing them to dst.
-func (c *convLayer) gemmRange(dst mapDst, w, p0, p1 int, a []float32, lda int, ep epilogue) {
+// gemmRange computes the output pixels [p0, p1) of a map of width w as one
+// product of their rows of a (stride lda: the input pixels of a 1×1
+// convolution, im2col rows otherwise) with the weight, writing them to dst.
+func (c *convLayer) gemmRange(threads int, dst mapDst, w, p0, p1 int, a []float32, lda int, ep epilogue) {
 	if dst.plain() {
-		sgemm(1, p1-p0, a, lda, c.w, dst.f[p0*c.cout:], c.cout, ep)
+		sgemm(threads, p1-p0, a, lda, c.w, dst.f[p0*c.cout:], c.cout, ep)
 		return
 	}
 	t := getScratch((p1 - p0) * c.cout)
-	sgemm(1, p1-p0, a, lda, c.w, t.f, c.cout, ep)
+	sgemm(threads, p1-p0, a, lda, c.w, t.f, c.cout, ep)
 	dst.put(w, c.cout, 0, c.cout, p0, p1, t.f, c.cout)
 	putScratch(t)
 }

@@ -142,9 +142,8 @@ func (t *transformer) useSplitK(b *block, rows int, out bool) bool {
 const mlpChunks = 8
 
 // outParts holds the parts of a split output projection (outPart) and,
-// for BF16 weights, the attention output rounded to BF16 rows (stride kp,
-// rows padded with zeros to the kernel's mr), each head's columns written
-// by the task that computes its part.
+// for BF16 weights, the attention output rounded to BF16 rows (bf16Operand),
+// each head's columns written by the task that computes its part.
 type outParts struct {
 	f      []float32
 	ps, as *scratch
@@ -161,11 +160,7 @@ func (t *transformer) newOutParts(b *block, rows int) *outParts {
 	op := &outParts{ps: getScratch(b.heads * rows * t.width)}
 	op.f = op.ps.f
 	if b.out.w.bf16 != nil {
-		a := b.heads * t.headDim
-		op.kp = padStride16(a)
-		mr := t.kern.mr
-		op.as, op.a16 = bf16Scratch((rows + mr - 1) / mr * mr * op.kp)
-		clear(op.a16)
+		op.as, op.a16, op.kp = t.bf16Operand(rows, b.heads*t.headDim)
 	}
 	return op
 }
@@ -395,38 +390,18 @@ func (t *transformer) rowTail(threads int, b *block, x []float32, rows int, o []
 		return true
 	}
 	// BF16: the A operands rounded row by row as sgemmBF16, layerNormBF16
-	// and the MLP's epilogue round them, in buffers whose rows past the
-	// last (up to a multiple of mr) are zero.
-	padded := (rows + mr - 1) / mr * mr
-	kpa, kph, kpm := padStride16(a), padStride16(w), padStride16(m)
-	as, a16 := bf16Scratch(padded * kpa)
+	// and the MLP's epilogue round them.
+	as, a16, kpa := t.bf16Operand(rows, a)
 	defer putScratch(as)
-	hs, h16 := bf16Scratch(padded * kph)
+	hs, h16, kph := t.bf16Operand(rows, w)
 	defer putScratch(hs)
-	fs, f16 := bf16Scratch(padded * kpm)
+	fs, f16, kpm := t.bf16Operand(rows, m)
 	defer putScratch(fs)
-	clear(a16[rows*kpa:])
-	clear(h16[rows*kph:])
-	clear(f16[rows*kpm:])
-	if m%2 != 0 {
-		for r := range rows {
-			f16[r*kpm+m] = 0
-		}
-	}
 	parallelFor(threads, mb, func(i int) {
 		i0, i1 := i*rb, min((i+1)*rb, rows)
 		bf16Rows(a16[i0*kpa:i1*kpa], kpa, o[i0*ldo:], ldo, i1-i0, a)
 		sgemmBlockBF16(a16, kpa, b.out.w, x, w, i0, i1, 0, outP, &epilogue{acc: true, bias: b.out.bias})
-		tmp := getScratch(w)
-		for r := i0; r < i1; r++ {
-			t.kern.layerNorm(tmp.f, x[r*w:(r+1)*w], 1, w, b.ln2g, b.ln2b)
-			row := h16[r*kph : (r+1)*kph]
-			bf16Convert(row[:w], tmp.f)
-			if kph > w {
-				row[w] = 0
-			}
-		}
-		putScratch(tmp)
+		t.layerNormRowsBF16(h16, kph, x, i0, i1, b.ln2g, b.ln2b)
 		sgemmBlockBF16(h16, kph, b.fc.w, f.f, ldf, i0, i1, 0, fcP, &epilogue{bias: b.fc.bias, act: t.act, out16: f16, ld16: kpm})
 		sgemmBlockBF16(f16, kpm, b.proj.w, x, w, i0, i1, 0, projP, &epilogue{acc: true, bias: b.proj.bias})
 	})
@@ -502,15 +477,7 @@ func (t *transformer) mlp(threads int, b *block, x []float32, rows int) {
 		hs, h16, kp := t.layerNormBF16(threads, x, rows, b.ln2g, b.ln2b)
 		ldf := padStride(m)
 		f := getScratch(rows * ldf)
-		kpm := padStride16(m)
-		mr := t.kern.mr
-		fs, f16 := bf16Scratch((rows + mr - 1) / mr * mr * kpm)
-		clear(f16[rows*kpm:])
-		if m%2 != 0 {
-			for r := range rows {
-				f16[r*kpm+m] = 0
-			}
-		}
+		fs, f16, kpm := t.bf16Operand(rows, m)
 		sgemmBF16A(threads, rows, h16, kp, b.fc.w, f.f, ldf, epilogue{bias: b.fc.bias, act: t.act, out16: f16, ld16: kpm})
 		putScratch(hs)
 		putScratch(f)
@@ -551,16 +518,9 @@ func (t *transformer) mlpSplit(threads int, b *block, x []float32, rows int) {
 		var h16 []uint16
 		var kp int
 		hs, h16, kp = t.layerNormBF16(threads, x, rows, b.ln2g, b.ln2b)
-		kpm := padStride16(m)
-		mr := t.kern.mr
 		var f16 []uint16
-		fs, f16 = bf16Scratch((rows + mr - 1) / mr * mr * kpm)
-		clear(f16[rows*kpm:])
-		if m%2 != 0 {
-			for r := range rows {
-				f16[r*kpm+m] = 0
-			}
-		}
+		var kpm int
+		fs, f16, kpm = t.bf16Operand(rows, m)
 		chunk = func(j, p0, p1 int) {
 			sgemmBlockBF16(h16, kp, b.fc.w, f.f, ldf, 0, rows, p0, p1, &epilogue{bias: b.fc.bias, act: t.act, out16: f16, ld16: kpm})
 			sgemmBlockBF16K(f16, kpm, b.proj.w, parts.f[j*rows*w:(j+1)*rows*w], w, 0, rows, 0, projPanels, p0*nr/2, (min(p1*nr, m)+1)/2, &epilogue{})
@@ -628,22 +588,43 @@ func (t *transformer) layerNormStrided(threads int, dst []float32, ld int, x []f
 // followed by zero rows up to a multiple of the kernel's mr, as sgemmBF16A
 // takes them. Each row is rounded right after it is normalised.
 func (t *transformer) layerNormBF16(threads int, x []float32, rows int, g, b []float32) (*scratch, []uint16, int) {
+	s, h, kp := t.bf16Operand(rows, t.width)
+	parallelRange(threads, rows, max(64, (1<<16)/max(t.width, 1)), func(r0, r1 int) {
+		t.layerNormRowsBF16(h, kp, x, r0, r1, g, b)
+	})
+	return s, h, kp
+}
+
+// layerNormRowsBF16 writes LayerNorm(x) of rows [r0, r1) rounded to BF16
+// into the rows of h (stride kp, the value at the width zero where kp is
+// wider), each row rounded right after it is normalised.
+func (t *transformer) layerNormRowsBF16(h []uint16, kp int, x []float32, r0, r1 int, g, b []float32) {
 	w := t.width
-	kp := padStride16(w)
+	tmp := getScratch(w)
+	for r := r0; r < r1; r++ {
+		t.kern.layerNorm(tmp.f, x[r*w:(r+1)*w], 1, w, g, b)
+		row := h[r*kp : (r+1)*kp]
+		bf16Convert(row[:w], tmp.f)
+		if kp > w {
+			row[w] = 0
+		}
+	}
+	putScratch(tmp)
+}
+
+// bf16Operand returns a buffer for rows BF16 rows of k values as
+// sgemmBF16A takes them as A: row stride padStride16(k), the rows past the
+// last up to a multiple of the kernel's mr zero, and, for an odd k, the
+// value at k of every row zero. The caller fills the rows' first k values.
+func (t *transformer) bf16Operand(rows, k int) (*scratch, []uint16, int) {
+	kp := padStride16(k)
 	mr := t.kern.mr
 	s, h := bf16Scratch((rows + mr - 1) / mr * mr * kp)
 	clear(h[rows*kp:])
-	parallelRange(threads, rows, max(64, (1<<16)/max(w, 1)), func(r0, r1 int) {
-		tmp := getScratch(w)
-		for r := r0; r < r1; r++ {
-			t.kern.layerNorm(tmp.f, x[r*w:(r+1)*w], 1, w, g, b)
-			row := h[r*kp : (r+1)*kp]
-			bf16Convert(row[:w], tmp.f)
-			if kp > w {
-				row[w] = 0
-			}
+	if k%2 != 0 {
+		for r := range rows {
+			h[r*kp+k] = 0
 		}
-		putScratch(tmp)
-	})
+	}
 	return s, h, kp
 }
