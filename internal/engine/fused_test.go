@@ -52,25 +52,14 @@ func TestFusedAttentionIdentical(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						var got [2][]float32
-						for i, fuse := range []bool{false, true} {
-							fuseAttention = fuse
+						sameWithAndWithout(t, name+" (fused attention)", &fuseAttention, func() ([]float32, error) {
 							img, err := m.EncodeImages(ctx, pixels[:n*3*224*224], n)
 							if err != nil {
-								t.Fatal(err)
+								return nil, err
 							}
 							txt, err := m.EncodeTexts(ctx, tokens[:min(n, len(tokens))])
-							if err != nil {
-								t.Fatal(err)
-							}
-							got[i] = append(img, txt...)
-						}
-						for j := range got[0] {
-							if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
-								t.Errorf("%s: value %d: fused %v, separate %v", name, j, got[1][j], got[0][j])
-								break
-							}
-						}
+							return append(img, txt...), err
+						})
 					}
 				}
 			}
@@ -96,19 +85,9 @@ func TestSplitQueriesIdentical(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got [2][]float32
-			for i, split := range []bool{false, true} {
-				splitQueries = split
-				if got[i], err = m.EncodeImages(ctx, pixels, 1); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for j := range got[0] {
-				if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
-					t.Errorf("%s/%s: value %d: split %v, one task per head %v", kern.name, prec, j, got[1][j], got[0][j])
-					break
-				}
-			}
+			sameWithAndWithout(t, fmt.Sprintf("%s/%s (queries split)", kern.name, prec), &splitQueries, func() ([]float32, error) {
+				return m.EncodeImages(ctx, pixels, 1)
+			})
 		}
 	}
 }
@@ -191,21 +170,36 @@ func TestRowTailIdentical(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					var got [2][]float32
-					for i, on := range []bool{false, true} {
-						rowTails = on
-						if got[i], err = m.EncodeImages(ctx, pixels, 1); err != nil {
-							t.Fatal(err)
-						}
-					}
-					for j := range got[0] {
-						if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
-							t.Errorf("arch %d/%s/%s/threads=%d: value %d: one loop %v, a loop per product %v", ai, kern.name, prec, threads, j, got[1][j], got[0][j])
-							break
-						}
-					}
+					name := fmt.Sprintf("arch %d/%s/%s/threads=%d (row tail)", ai, kern.name, prec, threads)
+					sameWithAndWithout(t, name, &rowTails, func() ([]float32, error) {
+						return m.EncodeImages(ctx, pixels, 1)
+					})
 				}
 			}
+		}
+	}
+}
+
+// sameWithAndWithout runs encode with *flag off and then on (leaving it
+// on) and reports the first value whose bits differ, naming the case.
+func sameWithAndWithout(t *testing.T, name string, flag *bool, encode func() ([]float32, error)) {
+	t.Helper()
+	var got [2][]float32
+	for i, on := range []bool{false, true} {
+		*flag = on
+		f, err := encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[i] = f
+	}
+	if len(got[0]) != len(got[1]) {
+		t.Fatalf("%s: %d values off, %d on", name, len(got[0]), len(got[1]))
+	}
+	for j := range got[0] {
+		if math.Float32bits(got[0][j]) != math.Float32bits(got[1][j]) {
+			t.Errorf("%s: value %d: %v on, %v off", name, j, got[1][j], got[0][j])
+			return
 		}
 	}
 }
